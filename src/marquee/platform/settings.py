@@ -1,0 +1,159 @@
+"""Settings read once from the environment (prefix ``MARQUEE_``), every value with a default."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SERVICES = ("identity", "catalog", "booking", "notification")
+ServiceName = Literal["identity", "catalog", "booking", "notification", "gateway"]
+
+
+class SettingsError(Exception):
+    """A setting has a value Marquee cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Marquee's configuration. Adapters are chosen by URL scheme, once, at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="MARQUEE_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("var")
+
+    # None means one SQLite file per service under data_dir.
+    database_url: str | None = None
+    identity_database_url: str | None = None
+    catalog_database_url: str | None = None
+    booking_database_url: str | None = None
+    notification_database_url: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+
+    cache_url: str = "memory://"
+    cache_prefix: str = "marquee:"
+    broker_url: str = "memory://"
+    broker_prefix: str = "marquee"
+
+    jwt_secret: str | None = None
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+
+    admin_email: str | None = None
+    admin_password: str | None = None
+
+    rate_limit_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upstream_concurrency: int = Field(default=256, ge=1)
+    upstream_queue: int = Field(default=1024, ge=0)
+    upstream_queue_timeout_seconds: float = Field(default=2.0, gt=0)
+    upstream_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Upstream URLs for the gateway and service clients in distributed mode, comma separated.
+    identity_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    catalog_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    booking_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    notification_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    payment_window_seconds: int = Field(default=900, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    demo_data: bool = True
+
+    @field_validator(
+        "trusted_proxies",
+        "identity_urls",
+        "catalog_urls",
+        "booking_urls",
+        "notification_urls",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("must start with memory:// or redis://")
+        return value
+
+    @field_validator(
+        "database_url",
+        "identity_database_url",
+        "catalog_database_url",
+        "booking_database_url",
+        "notification_database_url",
+    )
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+    @property
+    def burst(self) -> int:
+        return self.rate_limit_burst or max(1, round(self.rate_limit_per_second))
+
+    def database_url_for(self, service: str) -> str:
+        """The database URL one service uses: its own override, the shared URL, or its SQLite file."""
+        own: str | None = getattr(self, f"{service}_database_url", None)
+        if own:
+            return own
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+        if self.database_url.startswith("sqlite"):
+            # One SQLite file cannot keep services' tables apart: each gets a sibling file.
+            prefix, _, path = self.database_url.partition(":///")
+            file = Path(path)
+            sibling = file.with_name(f"{file.stem}-{service}{file.suffix or '.db'}")
+            return f"{prefix}:///{sibling}"
+        return self.database_url
+
+    def upstream_urls(self, service: str) -> list[str]:
+        urls: list[str] = getattr(self, f"{service}_urls")
+        return urls
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or one generated once and kept under data_dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "MARQUEE_" + "_".join(str(part) for part in first["loc"][:1]).upper()
+        raise SettingsError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
