@@ -33,7 +33,7 @@ def is_postgres(engine_or_url: AsyncEngine | str) -> bool:
 def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
     """An engine whose unqualified tables resolve to this service's own data.
 
-    PostgreSQL: the service's schema via ``search_path`` (created by ``ensure_schema``).
+    PostgreSQL: the service's schema via ``search_path`` (created by its first migration run).
     SQLite: the file named by the URL, with WAL and a busy timeout so concurrent writers wait
     instead of failing.
     """
@@ -61,14 +61,6 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         pool_recycle=1800,
         connect_args={"server_settings": {"search_path": schema}, "timeout": 5},
     )
-
-
-async def ensure_schema(engine: AsyncEngine, schema: str) -> None:
-    """Create the service's PostgreSQL schema if missing (a no-op on SQLite)."""
-    if not is_postgres(engine):
-        return
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
 
 @asynccontextmanager

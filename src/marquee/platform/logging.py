@@ -18,10 +18,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class SeedFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         line = f"{stamp}Z [{getattr(record, 'request_id', '-')}] {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -42,9 +40,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-def configure_logging(
-    level: str = "INFO", fmt: str = "text", log_file: Path | None = None
-) -> None:
+def configure_logging(level: str = "INFO", fmt: str = "text", log_file: Path | None = None) -> None:
     """Set up the root logger once for the process: stderr, and a file when given."""
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else SeedFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -59,5 +55,5 @@ def configure_logging(
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "aiosqlite", "asyncio"):
+    for noisy in ("uvicorn.access", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

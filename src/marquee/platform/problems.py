@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: every error answer is ``application/problem+json`` with a stable code."""
+"""RFC 9457 problem details: every error is ``application/problem+json`` with a stable code."""
 
 from __future__ import annotations
 
@@ -123,9 +123,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             return problem_response(400, "malformed_json", "The request body is not valid JSON.")
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
-        return problem_response(
-            422, "validation_error", f"{where}: {first['msg']}", errors=errors
-        )
+        return problem_response(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("Unhandled error on %s %s", request.method, request.url.path)

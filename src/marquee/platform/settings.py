@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        if value is not None and not value.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+        ):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
@@ -117,7 +119,7 @@ class Settings(BaseSettings):
         return self.rate_limit_burst or max(1, round(self.rate_limit_per_second))
 
     def database_url_for(self, service: str) -> str:
-        """The database URL one service uses: its own override, the shared URL, or its SQLite file."""
+        """One service's database URL: its own override, the shared URL, or its SQLite file."""
         own: str | None = getattr(self, f"{service}_database_url", None)
         if own:
             return own

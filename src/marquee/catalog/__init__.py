@@ -1,0 +1,1 @@
+"""Catalog: venues, shows, sessions, seat areas, and the inventory of record."""

@@ -1,0 +1,316 @@
+"""The ``marquee`` command: run the platform, migrate it, and operate it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from marquee.platform.settings import SERVICES, Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="marquee",
+    help="Marquee, a ticketing platform: run it, migrate it, operate it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+RUNNABLE = (*SERVICES, "gateway")
+
+
+def fail(message: str, hint: str | None = None) -> typer.Exit:
+    """Print one clear error line (and what to do next), then exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"[dim]{hint}[/]", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def settings_from(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise fail(str(exc), "Fix or unset that environment variable and try again.") from None
+
+
+async def _preflight(settings: Settings, services: tuple[str, ...], *, broker: bool) -> None:
+    """Reach every dependency once before serving, so a bad URL is one line, not a traceback."""
+    from marquee.platform import db
+    from marquee.platform.broker import open_broker
+    from marquee.platform.cache import open_cache
+    from marquee.platform.kernel import StartupError
+
+    cache = open_cache(settings.cache_url, prefix=settings.cache_prefix)
+    try:
+        await asyncio.wait_for(cache.ping(), 5)
+    except Exception as exc:
+        raise StartupError(
+            f"cache unreachable at {settings.cache_url}: {exc or type(exc).__name__}"
+            " (start Redis, or set MARQUEE_CACHE_URL=memory://)"
+        ) from None
+    finally:
+        await cache.close()
+    if broker:
+        try:
+            bus = open_broker(settings.broker_url, prefix=settings.broker_prefix)
+        except ValueError as exc:
+            raise StartupError(f"MARQUEE_BROKER_URL: {exc}") from None
+        try:
+            await asyncio.wait_for(bus.start(), 10)
+        except Exception as exc:
+            raise StartupError(
+                f"broker unreachable at {settings.broker_url}: {exc or type(exc).__name__}"
+                " (start NATS with JetStream, or set MARQUEE_BROKER_URL=memory://)"
+            ) from None
+        finally:
+            await bus.close()
+    for service in services:
+        url = settings.database_url_for(service)
+        engine = db.create_engine(url, schema=service, pool_size=1)
+        try:
+            await asyncio.wait_for(db.ping(engine), 10)
+        except Exception as exc:
+            where = url.split("@")[-1]
+            raise StartupError(
+                f"{service} database unreachable at {where}: {exc or type(exc).__name__}"
+                " (start PostgreSQL, or unset MARQUEE_DATABASE_URL to use SQLite)"
+            ) from None
+        finally:
+            await engine.dispose()
+
+
+def preflight(settings: Settings, services: tuple[str, ...], *, broker: bool = True) -> None:
+    from marquee.platform.kernel import StartupError
+
+    try:
+        asyncio.run(_preflight(settings, services, broker=broker))
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+
+
+def _serve(asgi: Any, settings: Settings, host: str, port: int, banner: str | None) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+            await asyncio.sleep(0.05)
+        if server.started and banner:
+            console.print(banner, highlight=False)
+        await task
+
+    asyncio.run(run())
+    if not server.started:
+        raise typer.Exit(code=1)
+
+
+def _configure_logging(settings: Settings, name: str) -> None:
+    from marquee.platform.logging import configure_logging
+
+    configure_logging(
+        settings.log_level, settings.log_format, settings.data_dir / "logs" / f"{name}.log"
+    )
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [MARQUEE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [MARQUEE_PORT].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where SQLite files, logs and mail go [MARQUEE_DATA_DIR].")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo shows on first start.")] = True,
+) -> None:
+    """Start every service in this process behind the gateway (embedded defaults)."""
+    settings = settings_from(host=host, port=port, data_dir=data_dir, demo_data=demo)
+    _configure_logging(settings, "marquee")
+    preflight(settings, SERVICES)
+    from marquee.compose import all_in_one
+
+    base = f"http://{settings.host}:{settings.port}"
+    banner = (
+        f"\n[bold green]Marquee is up[/] at [link={base}]{base}[/]\n"
+        f"  API docs     {base}/docs\n"
+        f"  health       {base}/healthz\n"
+        f"  data         {settings.data_dir.resolve()}\n"
+        f"  logs         {(settings.data_dir / 'logs').resolve()}\n"
+        "  stop         Ctrl-C\n"
+    )
+    _serve(all_in_one(settings), settings, settings.host, settings.port, banner)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(RUNNABLE)}.")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")],
+    host: Annotated[str | None, typer.Option(help="Address to listen on [MARQUEE_HOST].")] = None,
+) -> None:
+    """Run one service (or the gateway) in this process, for distributed mode."""
+    if service not in RUNNABLE:
+        raise fail(f"unknown service {service!r}", f"Choose one of: {', '.join(RUNNABLE)}.")
+    settings = settings_from(host=host)
+    _configure_logging(settings, service if service != "gateway" else "gateway")
+    if service != "gateway":
+        preflight(settings, (service,))
+    from marquee.compose import one_service
+    from marquee.platform.kernel import StartupError
+
+    try:
+        asgi = one_service(service, settings)
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+    host_ = settings.host
+    _serve(asgi, settings, host_, port, f"{service} listening on http://{host_}:{port}")
+
+
+@app.command()
+def migrate(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to migrate (default: all).")
+    ] = None,
+) -> None:
+    """Apply every service's database migrations (safe to run repeatedly and concurrently)."""
+    chosen = tuple(services or SERVICES)
+    unknown = [s for s in chosen if s not in SERVICES]
+    if unknown:
+        raise fail(f"unknown service {unknown[0]!r}", f"Choose from: {', '.join(SERVICES)}.")
+    settings = settings_from()
+    preflight(settings, chosen, broker=False)
+    from marquee.platform import db
+    from marquee.platform.migrations import upgrade
+
+    async def run() -> None:
+        for service in chosen:
+            engine = db.create_engine(settings.database_url_for(service), schema=service)
+            try:
+                module = __import__(f"marquee.{service}.app", fromlist=["MIGRATIONS"])
+                await upgrade(engine, module.MIGRATIONS, schema=service)
+            finally:
+                await engine.dispose()
+            console.print(f"[green]✓[/] {service} migrated")
+
+    asyncio.run(run())
+
+
+LOCAL_SERVERS = {
+    "MARQUEE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/marquee",
+    "MARQUEE_CACHE_URL": "redis://127.0.0.1:6379/0",
+    "MARQUEE_BROKER_URL": "nats://127.0.0.1:4222",
+}
+
+
+@app.command()
+def cluster(
+    port: Annotated[
+        int, typer.Option(help="The gateway's port; services take the next ones.")
+    ] = 8000,
+    booking: Annotated[int, typer.Option(help="How many booking instances.")] = 2,
+    gateways: Annotated[int, typer.Option(help="How many gateway processes (SO_REUSEPORT).")] = 1,
+) -> None:
+    """Start every service as its own process on PostgreSQL, Redis and NATS (Ctrl-C stops all).
+
+    Uses MARQUEE_DATABASE_URL / MARQUEE_CACHE_URL / MARQUEE_BROKER_URL when set, else the
+    servers on this machine (database ``marquee``, created if missing).
+    """
+    env = dict(os.environ)
+    for key, value in LOCAL_SERVERS.items():
+        env.setdefault(key, value)
+    settings = settings_from(
+        **{
+            "database_url": env["MARQUEE_DATABASE_URL"],
+            "cache_url": env["MARQUEE_CACHE_URL"],
+            "broker_url": env["MARQUEE_BROKER_URL"],
+        }
+    )
+    asyncio.run(_ensure_database(env["MARQUEE_DATABASE_URL"]))
+    preflight(settings, SERVICES)
+    plan: list[tuple[str, int]] = []
+    next_port = port + 1
+    for service in SERVICES:
+        for _ in range(booking if service == "booking" else 1):
+            plan.append((service, next_port))
+            next_port += 1
+    for service in SERVICES:
+        env[f"MARQUEE_{service.upper()}_URLS"] = ",".join(
+            f"http://127.0.0.1:{p}" for s, p in plan if s == service
+        )
+    subprocess.run(
+        [sys.executable, "-m", "marquee", "migrate"], env=env, check=True
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for service, service_port in plan:
+            processes.append(_spawn(["serve", service, "--port", str(service_port)], env))
+        for _ in range(gateways):
+            processes.append(_spawn(["serve", "gateway", "--port", str(port)], env))
+        console.print(
+            f"[bold green]Marquee cluster[/]: gateway http://127.0.0.1:{port}, "
+            + ", ".join(f"{s}:{p}" for s, p in plan)
+        )
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        raise fail("a service process exited; stopping the cluster")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "marquee", *args], env=env)  # noqa: S603
+
+
+async def _ensure_database(url: str) -> None:
+    """Create the cluster's PostgreSQL database if it does not exist yet."""
+    import asyncpg
+
+    plain = url.replace("+asyncpg", "")
+    base, name = plain.rsplit("/", 1)
+    try:
+        conn = await asyncpg.connect(f"{base}/postgres", timeout=5)
+    except Exception as exc:
+        raise fail(f"PostgreSQL unreachable at {base.split('@')[-1]}: {exc}") from None
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The gateway: the single entry point in front of every service."""

@@ -1,0 +1,1 @@
+"""Notification: emails and SMS sent once for each order event."""

@@ -1,0 +1,5 @@
+"""The notification service's tables; no other service reads them."""
+
+from marquee.platform.db import new_metadata
+
+metadata = new_metadata()
