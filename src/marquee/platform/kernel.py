@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from marquee.platform.auth import TokenService
 from marquee.platform.broker import Broker, open_broker
 from marquee.platform.cache import Cache, open_cache
 from marquee.platform.settings import Settings
@@ -42,6 +44,15 @@ class Kernel:
             settings=settings,
             cache=open_cache(settings.cache_url, prefix=settings.cache_prefix),
             broker=broker,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        """Built once: the secret is read (or generated) a single time per process."""
+        return TokenService(
+            self.settings.resolved_jwt_secret(),
+            access_ttl=self.settings.access_token_ttl_seconds,
+            refresh_ttl=self.settings.refresh_token_ttl_seconds,
         )
 
     def transport(self, service: str) -> Transport:

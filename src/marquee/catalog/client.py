@@ -1,0 +1,108 @@
+"""The typed client Booking uses to reach Catalog's inventory (the system of record)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from marquee.platform.transport import ServiceClient
+
+log = logging.getLogger("marquee.catalog.client")
+
+
+class Availability(BaseModel):
+    """One seat area of one session, as CheckAvailability reports it."""
+
+    session_id: str
+    area_id: str
+    show_id: str
+    show_title: str
+    venue: str
+    area_name: str
+    session_starts_at: datetime
+    session_ends_at: datetime
+    on_sale: bool  # the show is on sale and the session's sale has started and not ended
+    price: Decimal
+    currency: str
+    capacity: int
+    reserved: int
+    sold: int
+    available: int
+    per_user_limit: int
+
+
+class Reservation(BaseModel):
+    reservation_id: str
+    session_id: str
+    area_id: str
+    quantity: int
+    status: Literal["held", "confirmed", "released"]
+    expires_at: datetime
+    unit_price: Decimal
+    currency: str
+    available: int  # what is left in the area after this call
+
+
+class CatalogClient(ServiceClient):
+    """Inventory calls. Errors arrive as ServiceError with a stable ``code``:
+    ``insufficient_inventory`` (409, body has ``available``), ``not_on_sale`` (409),
+    ``reservation_expired`` / ``reservation_released`` (409), ``not_found`` (404)."""
+
+    service = "catalog"
+
+    async def _timed(self, name: str, method: str, path: str, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        log.info("Calling Catalog.%s", name)
+        try:
+            return await self.call(method, path, **kwargs)
+        finally:
+            log.info("Catalog.%s duration=%dms", name, (time.perf_counter() - started) * 1000)
+
+    async def check_availability(self, session_id: str, area_id: str) -> Availability:
+        data = await self._timed(
+            "CheckAvailability", "GET", f"/internal/inventory/{session_id}/{area_id}"
+        )
+        return Availability.model_validate(data)
+
+    async def reserve(
+        self,
+        reservation_id: str,
+        session_id: str,
+        area_id: str,
+        quantity: int,
+        expires_at: datetime,
+    ) -> Reservation:
+        """Hold seats until ``expires_at``. Idempotent by ``reservation_id``."""
+        data = await self._timed(
+            "ReserveSeats",
+            "POST",
+            "/internal/reservations",
+            json={
+                "reservation_id": reservation_id,
+                "session_id": session_id,
+                "area_id": area_id,
+                "quantity": quantity,
+                "expires_at": expires_at.isoformat(),
+            },
+        )
+        return Reservation.model_validate(data)
+
+    async def confirm(self, reservation_id: str) -> Reservation:
+        """The held seats become sold (payment). Idempotent; 409 if the hold was released."""
+        data = await self._timed(
+            "ConfirmReservation", "POST", f"/internal/reservations/{reservation_id}/confirm"
+        )
+        return Reservation.model_validate(data)
+
+    async def release(self, reservation_id: str) -> Reservation:
+        """Return the seats to stock, whether held (cancel, expiry) or sold (refund).
+        Idempotent: releasing twice returns them once."""
+        data = await self._timed(
+            "ReleaseReservation", "POST", f"/internal/reservations/{reservation_id}/release"
+        )
+        return Reservation.model_validate(data)
