@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     payment_window_seconds: int = Field(default=900, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
-    demo_data: bool = True
+    demo_data: bool = False  # `marquee up` turns it on; a production service never loads it
 
     @field_validator(
         "trusted_proxies",
