@@ -81,9 +81,7 @@ class Cache(Protocol):
         """Take an expiring lock with a random owner token, waiting at most ``wait`` seconds."""
         ...
 
-    async def rate_limit(
-        self, key: str, *, rate: float, burst: int, cost: int = 1
-    ) -> RateDecision:
+    async def rate_limit(self, key: str, *, rate: float, burst: int, cost: int = 1) -> RateDecision:
         """Atomic token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
         ...
 
