@@ -5,14 +5,13 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check lint typecheck unit cluster bench clean
+.PHONY: help run test check lint typecheck unit cluster clean
 
 help:
 	@echo "make run     start Marquee on embedded defaults at http://127.0.0.1:8000"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make check   lint and type-check only"
 	@echo "make cluster every service as its own process on PostgreSQL, Redis and NATS"
-	@echo "make bench   the flash-sale benchmark"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +45,6 @@ check: lint typecheck
 test: check
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/marquee bench flash-sale
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
