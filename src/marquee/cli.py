@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -135,6 +136,23 @@ def _configure_logging(settings: Settings, name: str) -> None:
     )
 
 
+DEFAULT_ADMIN = "admin@marquee.local"
+
+
+def _local_admin_password(settings: Settings) -> str:
+    """The all-in-one organiser password: MARQUEE_ADMIN_PASSWORD, or one made once and kept."""
+    if settings.admin_password:
+        return settings.admin_password
+    path = settings.data_dir / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    password = "Mq" + secrets.token_urlsafe(12) + "7"
+    path.write_text(password)
+    path.chmod(0o600)
+    return password
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Address to listen on [MARQUEE_HOST].")] = None,
@@ -146,6 +164,14 @@ def up(
 ) -> None:
     """Start every service in this process behind the gateway (embedded defaults)."""
     settings = settings_from(host=host, port=port, data_dir=data_dir, demo_data=demo)
+    if not (settings.admin_email and settings.admin_password):
+        # A laptop copy gets an organiser account, with a password kept in the data dir.
+        settings = settings.model_copy(
+            update={
+                "admin_email": settings.admin_email or DEFAULT_ADMIN,
+                "admin_password": _local_admin_password(settings),
+            }
+        )
     _configure_logging(settings, "marquee")
     preflight(settings, SERVICES)
     from marquee.compose import all_in_one
@@ -155,6 +181,7 @@ def up(
         f"\n[bold green]Marquee is up[/] at [link={base}]{base}[/]\n"
         f"  API docs     {base}/docs\n"
         f"  health       {base}/healthz\n"
+        f"  organiser    {settings.admin_email} / {settings.admin_password}\n"
         f"  data         {settings.data_dir.resolve()}\n"
         f"  logs         {(settings.data_dir / 'logs').resolve()}\n"
         "  stop         Ctrl-C\n"
@@ -257,9 +284,7 @@ def cluster(
         env[f"MARQUEE_{service.upper()}_URLS"] = ",".join(
             f"http://127.0.0.1:{p}" for s, p in plan if s == service
         )
-    subprocess.run(
-        [sys.executable, "-m", "marquee", "migrate"], env=env, check=True
-    )
+    subprocess.run([sys.executable, "-m", "marquee", "migrate"], env=env, check=True)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for service, service_port in plan:
