@@ -1,8 +1,12 @@
 """Alembic environment for the booking service's own tables."""
 
+from typing import cast
+
 from alembic import context
+from alembic.runtime.environment import EnvironmentContext
 
 from marquee.booking.models import metadata
 from marquee.platform.migrations import run_env
 
-run_env(context, metadata)
+# ``alembic.context`` is the running EnvironmentContext, exposed as a module proxy.
+run_env(cast(EnvironmentContext, context), metadata)
