@@ -333,7 +333,14 @@ async def _ensure_database(url: str) -> None:
         await conn.close()
 
 
+def _add_subcommands() -> None:
+    from marquee.identity.cli import admin
+
+    app.add_typer(admin)
+
+
 def main() -> None:
+    _add_subcommands()
     app()
 
 
