@@ -135,3 +135,17 @@ async def test_the_typed_client_raises_service_errors(client: AsgiTransport) -> 
         await service.call("GET", "/conflict")
     assert caught.value.status == 409
     assert caught.value.code == "sold_out"
+
+
+async def test_metrics_count_requests_by_route_template(client: AsgiTransport) -> None:
+    await client.request("GET", "/conflict")
+    await client.request("GET", "/conflict")
+    scrape = (await client.request("GET", "/metrics")).body.decode()
+    line = next(
+        line
+        for line in scrape.splitlines()
+        if line.startswith("marquee_http_requests_total{")
+        and 'route="/conflict"' in line
+        and 'status="409"' in line
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= 2

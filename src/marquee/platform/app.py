@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from marquee.platform import db
 from marquee.platform.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from marquee.platform.kernel import Kernel, StartupError
+from marquee.platform.metrics import MetricsMiddleware, metrics_endpoint
 from marquee.platform.migrations import upgrade
 from marquee.platform.problems import install_problem_handlers, problem_response
 
@@ -104,8 +105,9 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def add_platform_middleware(app: FastAPI) -> None:
+def add_platform_middleware(app: FastAPI, service: str) -> None:
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(MetricsMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware)
 
 
@@ -161,7 +163,7 @@ def create_service_app(
     app.state.kernel = kernel
     app.state.service = name
     install_problem_handlers(app)
-    add_platform_middleware(app)
+    add_platform_middleware(app, name)
     app.include_router(health_router(name))
     for router in routers:
         app.include_router(router)
@@ -170,6 +172,7 @@ def create_service_app(
 
 def health_router(name: str) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    router.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -59,8 +59,8 @@ class TokenService:
         ttl: int | None = None,
     ) -> str:
         issued = int(now if now is not None else time.time())
-        lifetime = ttl if ttl is not None else (
-            self.access_ttl if kind == "access" else self.refresh_ttl
+        lifetime = (
+            ttl if ttl is not None else (self.access_ttl if kind == "access" else self.refresh_ttl)
         )
         payload: dict[str, Any] = {
             "iss": ISSUER,
@@ -132,7 +132,9 @@ def authenticate(tokens: TokenService, authorization: str | None) -> Principal:
     try:
         return tokens.verify_access(token)
     except TokenError as exc:
-        raise unauthorized(f"The access token is not valid ({exc}); refresh it or sign in.")
+        raise unauthorized(
+            f"The access token is not valid ({exc}); refresh it or sign in."
+        ) from None
 
 
 def tokens_of(request: Request) -> TokenService:

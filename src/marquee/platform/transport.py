@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import aiohttp
 import orjson
@@ -107,7 +108,8 @@ class AsgiTransport:
             "http_version": "1.1",
             "method": method.upper(),
             "scheme": "http",
-            "path": path,
+            # ``path`` is the URL path as sent over HTTP (percent-encoded); a server decodes it.
+            "path": unquote(path),
             "raw_path": path.encode("utf-8"),
             "root_path": "",
             "query_string": query.encode("latin-1"),
