@@ -1,9 +1,11 @@
 import asyncio
 import ipaddress
+from urllib.parse import unquote
 
 import pytest
 
 from marquee.gateway.admission import Admission, Rejected
+from marquee.gateway.app import upstream_path, upstream_query
 from marquee.gateway.clientip import client_ip
 from marquee.gateway.routing import route
 
@@ -113,3 +115,35 @@ async def test_admission_never_exceeds_its_concurrency_under_a_crowd() -> None:
     await asyncio.gather(*(one() for _ in range(40)))
     assert peak == 3
     assert admission.active == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/api/v1/shows", "/api/v1/shows"),
+        ("/api/v1/shows/show-1/sessions", "/api/v1/shows/show-1/sessions"),
+        ("/api/v1/shows/周杰伦", "/api/v1/shows/%E5%91%A8%E6%9D%B0%E4%BC%A6"),
+        ("/api/v1/shows/a b", "/api/v1/shows/a%20b"),
+        ("/api/v1/shows/100%", "/api/v1/shows/100%25"),
+        ("/api/v1/shows/a?b#c", "/api/v1/shows/a%3Fb%23c"),
+    ],
+)
+def test_paths_go_upstream_percent_encoded(path: str, sent: str) -> None:
+    assert upstream_path(path) == sent
+    assert unquote(upstream_path(path)) == path
+
+
+@pytest.mark.parametrize(
+    ("query", "sent"),
+    [
+        (b"", ""),
+        (b"city=%E4%B8%8A%E6%B5%B7&page=2", "city=%E4%B8%8A%E6%B5%B7&page=2"),
+        ("city=上海".encode(), "city=%E4%B8%8A%E6%B5%B7"),
+        (b"q=a b", "q=a%20b"),
+        (b"q=%zz&x=1+2", "q=%zz&x=1+2"),
+        (b"q=a#b&c=|", "q=a%23b&c=%7C"),
+        (b'q="<x>"', "q=%22%3Cx%3E%22"),
+    ],
+)
+def test_queries_go_upstream_as_sent_or_escaped_when_not_ascii(query: bytes, sent: str) -> None:
+    assert upstream_query(query) == sent

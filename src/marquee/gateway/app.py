@@ -1,40 +1,62 @@
-"""The gateway: routes public paths to services, with request IDs, rate limits and admission.
+"""The gateway: routes public paths to services, with request IDs, rate limits, edge auth and
+admission.
 
 A plain ASGI app rather than a framework route table: it is on every request's path, so it
-does the least it can. Its own few pages (health, docs) are served by a small FastAPI app.
+does the least it can, and everything that can be worked out once is worked out in
+``Gateway.__init__``. Its own few pages (health, readiness, the merged OpenAPI document and
+the docs) are a small table of handlers next to it.
+
+A request to a routed path goes through, in order: the rate limit (per client IP), edge
+authentication (``edgeauth``), the body limit, the upstream's admission queue, and the
+upstream call. Whatever happens, the client gets a response with its request ID, and the
+gateway writes exactly one access-log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import math
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from urllib.parse import quote
 
-from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from marquee.gateway.admission import Admission, Rejected
 from marquee.gateway.clientip import client_ip
+from marquee.gateway.edgeauth import Access, required_access
+from marquee.gateway.limits import rate_limit_headers, rate_limit_policy, retry_after
+from marquee.gateway.openapi import MergedDocument
 from marquee.gateway.routing import route
+from marquee.gateway.verified import VerifiedTokens
+from marquee.platform.auth import TokenError, bearer_token, unauthorized
 from marquee.platform.context import accept_request_id, request_id_var
 from marquee.platform.kernel import Kernel
-from marquee.platform.problems import install_problem_handlers, problem_response
+from marquee.platform.problems import problem_response
 from marquee.platform.transport import Transport, UpstreamTimeout, UpstreamUnavailable
 
 access_log = logging.getLogger("marquee.gateway.access")
 log = logging.getLogger("marquee.gateway")
 
 MAX_BODY_BYTES = 1024 * 1024
+# Not passed upstream: hop-by-hop fields, what the gateway sets itself (request ID, client
+# address, length of the body it read whole), and what a proxy must not forward.
 _DROP_REQUEST_HEADERS = frozenset(
     {
         b"host",
         b"connection",
         b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
         b"transfer-encoding",
         b"upgrade",
+        b"expect",
         b"x-request-id",
         b"x-forwarded-for",
         b"content-length",
@@ -51,18 +73,64 @@ _DROP_RESPONSE_HEADERS = frozenset(
         "x-request-id",
         "server",
         "date",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit-policy",
     }
 )
+_NO_BODY_STATUSES = frozenset({204, 304})
+# Paths and queries made only of these go upstream as they are; anything else is escaped so
+# that both transports (in-process and HTTP) receive a valid, percent-encoded URL.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
+_PATH_SAFE = "/!$&'()*+,;=:@"
+_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*")
+_QUERY_SAFE = "!$&'()*+,;=:@/?%"
+# 499: the client closed the connection before the answer (nginx's convention), for the log.
+_CLIENT_CLOSED = 499
+_LIMITER_WARNING_INTERVAL = 10.0
+_OWN_PAGE_METHODS = frozenset({"GET", "HEAD"})
 
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
+Page = Callable[[], Awaitable[Response]]
 
 
 class _TooLarge(Exception):
     pass
 
 
+class _ClientGone(Exception):
+    pass
+
+
+def upstream_path(path: str) -> str:
+    """``path`` (decoded, as in the ASGI scope) as a percent-encoded URL path."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
+    return quote(path, safe=_PATH_SAFE)
+
+
+def upstream_query(query: bytes) -> str:
+    """The raw query string as ASCII: kept as sent when it is, else with odd bytes escaped."""
+    if _PLAIN_QUERY.fullmatch(query):
+        return query.decode("ascii")
+    return quote(query, safe=_QUERY_SAFE)
+
+
+def _version() -> str:
+    try:
+        return package_version("marquee")
+    except PackageNotFoundError:
+        return "0"
+
+
 class Gateway:
-    """The public entry point. ``upstreams`` maps each service name to the way to reach it."""
+    """The public entry point. ``upstreams`` maps each service name to the way to reach it.
+
+    Contract: every HTTP request gets exactly one response carrying ``X-Request-ID`` (the
+    client's, when well formed), and one access-log line; an unexpected error becomes a 500
+    problem, logged once. Upstream answers, errors included, pass through unchanged.
+    """
 
     def __init__(
         self,
@@ -72,92 +140,198 @@ class Gateway:
         lifespan: Lifespan | None = None,
     ) -> None:
         self.kernel = kernel
-        self.settings = kernel.settings
+        self.settings = s = kernel.settings
         self.upstreams = dict(upstreams)
         self.lifespan = lifespan
-        s = self.settings
         self.admission = {
             name: Admission(
                 s.upstream_concurrency, s.upstream_queue, s.upstream_queue_timeout_seconds
             )
             for name in self.upstreams
         }
-        self.trusted = self.settings.trusted_networks
-        self.own = _own_pages(self)
+        self.trusted = s.trusted_networks
+        self.rate = s.rate_limit_per_second
+        self.burst = s.burst
+        self.policy_header = (b"ratelimit-policy", rate_limit_policy(self.rate, self.burst))
+        self.openapi = MergedDocument(self.upstreams, route, version=_version())
+        self.docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="Marquee API")
+        self.pages: dict[str, Page] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/openapi.json": self._openapi,
+            "/docs": self._docs,
+        }
+        self._limiter_warned_at = float("-inf")
+        self._verified: VerifiedTokens | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            await self.own(scope, receive, send)
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(receive, send)
+            elif kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
             return
         started = time.perf_counter()
-        incoming = None
-        forwarded = None
+        incoming: bytes | None = None
+        forwarded: bytes | None = None
+        authorization: bytes | None = None
+        length: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                incoming = value.decode("latin-1")
+                incoming = value
             elif key == b"x-forwarded-for":
-                forwarded = value.decode("latin-1")
-        request_id = accept_request_id(incoming)
-        token = request_id_var.set(request_id)
-        status = 500
-        extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+                # Several header lines are one comma-separated list, in order.
+                forwarded = value if forwarded is None else forwarded + b"," + value
+            elif key == b"authorization":
+                authorization = value
+            elif key == b"content-length":
+                length = value
+        request_id = accept_request_id(incoming.decode("latin-1") if incoming else None)
+        context = request_id_var.set(request_id)
+        method: str = scope["method"]
+        path: str = scope["path"]
+        head = method == "HEAD"
+        extra_headers = [(b"x-request-id", request_id.encode("latin-1"))]
+        status = 0
 
-        async def send_tracked(message: Message) -> None:
+        async def reply(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *(h for h in message.get("headers", []) if h[0] != b"x-request-id"),
-                    *extra_headers,
-                ]
+                # Nothing upstream of here sets X-Request-ID (the proxy drops the service's).
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            elif head and message.get("body"):
+                # A HEAD answer has the GET answer's headers and no body.
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            path: str = scope["path"]
             service = route(path)
             if service is None or service not in self.upstreams:
-                await self.own(scope, receive, send_tracked)
+                await self._own_page(scope, receive, reply, method, path)
                 return
             peer = scope["client"][0] if scope.get("client") else "0.0.0.0"  # noqa: S104
-            ip = client_ip(peer, forwarded, self.trusted)
-            decision = await self.kernel.cache.rate_limit(
-                f"rl:{ip}", rate=self.settings.rate_limit_per_second, burst=self.settings.burst
-            )
-            extra_headers += [
-                (b"ratelimit-limit", str(decision.limit).encode()),
-                (b"ratelimit-remaining", str(decision.remaining).encode()),
-                (b"ratelimit-reset", str(math.ceil(decision.reset_after)).encode()),
-            ]
-            if not decision.allowed:
-                retry = str(max(1, math.ceil(decision.retry_after)))
-                await problem_response(
-                    429,
-                    "rate_limited",
-                    f"Too many requests from {ip}; retry in {retry} s.",
-                    headers={"Retry-After": retry},
-                    retry_after=float(retry),
-                )(scope, receive, send_tracked)
+            ip = client_ip(peer, forwarded.decode("latin-1") if forwarded else None, self.trusted)
+            refusal = await self._rate_limit(ip, extra_headers)
+            if refusal is None:
+                refusal = self._edge_auth(method, path, authorization)
+            if refusal is not None:
+                await refusal(scope, receive, reply)
                 return
-            await self._proxy(scope, receive, send_tracked, service, ip)
+            await self._proxy(scope, receive, reply, service, ip, length, head)
+        except _ClientGone:
+            status = _CLIENT_CLOSED
+        except Exception:
+            if status:
+                # The answer is already on its way; whatever failed cannot change it.
+                log.debug("Error after the response started", exc_info=True)
+            else:
+                log.exception("Gateway error on %s %s", method, path)
+                await self._send_internal_error(scope, receive, reply)
         finally:
             latency = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s status=%d latency=%dms", scope["method"], scope["path"], status, latency
+            access_log.info("%s %s status=%d latency=%dms", method, path, status, latency)
+            request_id_var.reset(context)
+
+    async def _send_internal_error(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await problem_response(500, "internal_error", "Something went wrong on our side.")(
+                scope, receive, send
             )
-            request_id_var.reset(token)
+        except Exception:
+            log.debug("Could not send the 500 answer", exc_info=True)
+
+    async def _rate_limit(
+        self, ip: str, extra_headers: list[tuple[bytes, bytes]]
+    ) -> Response | None:
+        """None when ``ip`` may go on (its RateLimit headers added), else the 429 answer.
+
+        When the cache cannot be reached the request is let through: an outage of the rate
+        limiter must not become an outage of the platform. A warning says so, at most every
+        few seconds.
+        """
+        try:
+            decision = await self.kernel.cache.rate_limit(
+                f"rl:{ip}", rate=self.rate, burst=self.burst
+            )
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._limiter_warned_at >= _LIMITER_WARNING_INTERVAL:
+                self._limiter_warned_at = now
+                log.warning("Rate limiter unavailable, letting requests through: %r", exc)
+            return None
+        extra_headers += rate_limit_headers(decision)
+        extra_headers.append(self.policy_header)
+        if decision.allowed:
+            return None
+        wait = retry_after(decision)
+        return problem_response(
+            429,
+            "rate_limited",
+            f"Too many requests from {ip}; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
+            retry_after=wait,
+        )
+
+    @property
+    def verified(self) -> VerifiedTokens:
+        """Built on first use: the JWT secret is read (or generated) once, when needed."""
+        if self._verified is None:
+            self._verified = VerifiedTokens(self.kernel.tokens)
+        return self._verified
+
+    def _edge_auth(self, method: str, path: str, authorization: bytes | None) -> Response | None:
+        """None when the caller may reach the upstream, else the 401 or 403 answer."""
+        access = required_access(method, path)
+        if access is Access.PUBLIC:
+            return None
+        token = bearer_token(authorization.decode("latin-1") if authorization else None)
+        if token is None:
+            return problem_response(
+                401,
+                "unauthorized",
+                "Sign in first: send Authorization: Bearer <access token>.",
+                headers={"WWW-Authenticate": 'Bearer realm="marquee"'},
+            )
+        try:
+            principal = self.verified.principal(token)
+        except TokenError as exc:
+            problem = unauthorized(f"The access token is not valid ({exc}); refresh it or sign in.")
+            return problem_response(
+                problem.status, problem.code, problem.detail, headers=problem.headers
+            )
+        if access is Access.ADMIN and not principal.is_admin:
+            return problem_response(403, "forbidden", "This needs the admin role.")
+        return None
 
     async def _proxy(
-        self, scope: Scope, receive: Receive, send: Send, service: str, ip: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        service: str,
+        ip: str,
+        length: bytes | None,
+        head: bool,
     ) -> None:
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = -1
+            if declared < 0:
+                await problem_response(400, "bad_request", "Content-Length is not a number.")(
+                    scope, receive, send
+                )
+                return
+            if declared > MAX_BODY_BYTES:
+                await _too_large()(scope, receive, send)
+                return
         try:
             body = await _read_body(receive, MAX_BODY_BYTES)
         except _TooLarge:
-            await problem_response(
-                413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes."
-            )(scope, receive, send)
+            await _too_large()(scope, receive, send)
             return
         admission = self.admission[service]
         try:
@@ -168,6 +342,7 @@ class Gateway:
                 "overloaded",
                 f"The {service} service is at capacity ({exc.reason}); retry shortly.",
                 headers={"Retry-After": "1"},
+                retry_after=1,
             )(scope, receive, send)
             return
         try:
@@ -176,15 +351,17 @@ class Gateway:
                 for k, v in scope["headers"]
                 if k not in _DROP_REQUEST_HEADERS
             ]
-            headers.append(("X-Forwarded-For", ip))
+            headers.append(("x-forwarded-for", ip))
             answer = await self.upstreams[service].request(
-                scope["method"],
-                scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
+                # Services answer GET only; the gateway makes HEAD out of it by dropping the body.
+                "GET" if head else scope["method"],
+                upstream_path(scope["path"]),
+                query=upstream_query(scope.get("query_string", b"")),
                 headers=headers,
                 body=body,
             )
         except UpstreamTimeout:
+            log.warning("Upstream %s timed out", service)
             await problem_response(
                 504, "upstream_timeout", f"The {service} service did not answer in time."
             )(scope, receive, send)
@@ -195,21 +372,77 @@ class Gateway:
                 502, "upstream_unavailable", f"The {service} service is unavailable; retry shortly."
             )(scope, receive, send)
             return
+        except Exception:
+            log.exception("Upstream %s failed", service)
+            await problem_response(
+                502, "bad_gateway", f"The {service} service gave no usable answer."
+            )(scope, receive, send)
+            return
         finally:
             admission.release()
+        response_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in answer.headers
+            if k.lower() not in _DROP_RESPONSE_HEADERS
+        ]
+        if answer.status not in _NO_BODY_STATUSES:
+            response_headers.append((b"content-length", b"%d" % len(answer.body)))
         await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status,
-                "headers": [
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in answer.headers
-                    if k.lower() not in _DROP_RESPONSE_HEADERS
-                ]
-                + [(b"content-length", str(len(answer.body)).encode())],
-            }
+            {"type": "http.response.start", "status": answer.status, "headers": response_headers}
         )
         await send({"type": "http.response.body", "body": answer.body})
+
+    # -- the gateway's own pages -----------------------------------------------------------
+
+    async def _own_page(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
+        page = self.pages.get(path)
+        if page is None:
+            response = problem_response(404, "not_found", f"No such endpoint: {path}")
+        elif method not in _OWN_PAGE_METHODS:
+            response = problem_response(
+                405,
+                "method_not_allowed",
+                f"{path} answers GET and HEAD only.",
+                headers={"Allow": "GET, HEAD"},
+            )
+        else:
+            response = await page()
+        await response(scope, receive, send)
+
+    async def _healthz(self) -> Response:
+        return JSONResponse({"status": "ok", "service": "gateway"})
+
+    async def _readyz(self) -> Response:
+        async def upstream(transport: Transport) -> str:
+            try:
+                answer = await transport.request("GET", "/readyz", timeout=2.0)
+            except Exception as exc:
+                return f"error: {type(exc).__name__}"
+            return "ok" if answer.status == 200 else f"status {answer.status}"
+
+        async def cache() -> str:
+            try:
+                await asyncio.wait_for(self.kernel.cache.ping(), 2.0)
+            except Exception as exc:
+                return f"error: {type(exc).__name__}"
+            return "ok"
+
+        names = list(self.upstreams)
+        results = await asyncio.gather(*(upstream(self.upstreams[n]) for n in names), cache())
+        checks = dict(zip([*names, "cache"], results, strict=True))
+        if all(value == "ok" for value in checks.values()):
+            return JSONResponse({"status": "ready", "service": "gateway", "checks": checks})
+        return problem_response(503, "not_ready", "A dependency is unavailable.", checks=checks)
+
+    async def _openapi(self) -> Response:
+        return Response(await self.openapi.json(), media_type="application/json")
+
+    async def _docs(self) -> Response:
+        return self.docs_page
+
+    # -- lifespan --------------------------------------------------------------------------
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -242,13 +475,20 @@ class Gateway:
             await self.kernel.close()
 
 
+def _too_large() -> Response:
+    return problem_response(
+        413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes."
+    )
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; _TooLarge past ``limit`` bytes, _ClientGone on a disconnect."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -256,39 +496,4 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks)
-
-
-def _own_pages(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="Marquee", docs_url=None, redoc_url=None, openapi_url=None)
-    install_problem_handlers(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": "gateway"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> Response:
-        checks: dict[str, str] = {}
-        for name, transport in gateway.upstreams.items():
-            try:
-                answer = await transport.request("GET", "/readyz", timeout=2.0)
-                checks[name] = "ok" if answer.status == 200 else f"status {answer.status}"
-            except Exception as exc:
-                checks[name] = f"error: {type(exc).__name__}"
-        try:
-            await gateway.kernel.cache.ping()
-            checks["cache"] = "ok"
-        except Exception as exc:
-            checks["cache"] = f"error: {type(exc).__name__}"
-        if all(value == "ok" for value in checks.values()):
-            return JSONResponse({"status": "ready", "service": "gateway", "checks": checks})
-        return problem_response(503, "not_ready", "A dependency is unavailable.", checks=checks)
-
-    @app.api_route(
-        "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
-    )
-    async def not_found(path: str) -> Response:
-        return problem_response(404, "not_found", f"No such endpoint: /{path}")
-
-    return app
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

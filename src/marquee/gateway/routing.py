@@ -25,11 +25,17 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Built once: the hot path compares against ready-made strings.
+_MATCHERS: tuple[tuple[str, str, str], ...] = tuple(
+    (prefix, prefix + "/", service) for prefix, service in ROUTES
+)
+
+
 def route(path: str) -> str | None:
     """The service that serves ``path``, or None (not public: unknown or internal-only)."""
-    if "/internal" in path or ".." in path:
+    if not path.startswith("/api/v1/") or "/internal" in path or ".." in path:
         return None
-    for prefix, service in ROUTES:
-        if path == prefix or path.startswith(prefix + "/"):
+    for prefix, under, service in _MATCHERS:
+        if path.startswith(under) or path == prefix:
             return service
     return None
