@@ -149,3 +149,8 @@ async def test_metrics_count_requests_by_route_template(client: AsgiTransport) -
         and 'status="409"' in line
     )
     assert float(line.rsplit(" ", 1)[1]) >= 2
+
+
+async def test_an_unexpected_error_still_carries_the_request_id(client: AsgiTransport) -> None:
+    answer = await client.request("GET", "/boom", headers=[("X-Request-ID", "trace-500")])
+    assert answer.json()["request_id"] == "trace-500"

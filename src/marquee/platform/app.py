@@ -42,6 +42,8 @@ class RequestContextMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = accept_request_id(incoming)
+        # Kept in the scope too: Starlette's outermost 500 handler runs after the reset below.
+        scope["request_id"] = request_id
         token = request_id_var.set(request_id)
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
 

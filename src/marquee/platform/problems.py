@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from marquee.platform.context import current_request_id
+from marquee.platform.context import current_request_id, request_id_var
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 log = logging.getLogger("marquee.problems")
@@ -126,8 +126,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal_error", "Something went wrong on our side.")
+        request_id = request.scope.get("request_id")
+        token = request_id_var.set(request_id) if request_id else None
+        try:
+            log.exception("Unhandled error on %s %s", request.method, request.url.path)
+            return problem_response(500, "internal_error", "Something went wrong on our side.")
+        finally:
+            if token is not None:
+                request_id_var.reset(token)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
