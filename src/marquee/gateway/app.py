@@ -34,12 +34,12 @@ from marquee.gateway.edgeauth import Access, required_access
 from marquee.gateway.limits import rate_limit_headers, rate_limit_policy, retry_after
 from marquee.gateway.openapi import MergedDocument
 from marquee.gateway.routing import route
-from marquee.gateway.verified import VerifiedTokens
 from marquee.platform.auth import TokenError, bearer_token, unauthorized
 from marquee.platform.context import accept_request_id, request_id_var
 from marquee.platform.kernel import Kernel
 from marquee.platform.problems import problem_response
 from marquee.platform.transport import Transport, UpstreamTimeout, UpstreamUnavailable
+from marquee.platform.verified import VerifiedTokens
 
 access_log = logging.getLogger("marquee.gateway.access")
 log = logging.getLogger("marquee.gateway")
@@ -162,7 +162,6 @@ class Gateway:
             "/docs": self._docs,
         }
         self._limiter_warned_at = float("-inf")
-        self._verified: VerifiedTokens | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -276,10 +275,8 @@ class Gateway:
 
     @property
     def verified(self) -> VerifiedTokens:
-        """Built on first use: the JWT secret is read (or generated) once, when needed."""
-        if self._verified is None:
-            self._verified = VerifiedTokens(self.kernel.tokens)
-        return self._verified
+        """The kernel's, shared with every service in this process."""
+        return self.kernel.verified
 
     def _edge_auth(self, method: str, path: str, authorization: bytes | None) -> Response | None:
         """None when the caller may reach the upstream, else the 401 or 403 answer."""

@@ -11,6 +11,7 @@ from marquee.platform.broker import Broker, open_broker
 from marquee.platform.cache import Cache, open_cache
 from marquee.platform.settings import Settings
 from marquee.platform.transport import HttpTransport, Transport
+from marquee.platform.verified import VerifiedTokens
 
 log = logging.getLogger("marquee.kernel")
 
@@ -54,6 +55,11 @@ class Kernel:
             access_ttl=self.settings.access_token_ttl_seconds,
             refresh_ttl=self.settings.refresh_token_ttl_seconds,
         )
+
+    @cached_property
+    def verified(self) -> VerifiedTokens:
+        """Access tokens this process has verified, remembered until they expire."""
+        return VerifiedTokens(self.tokens)
 
     def transport(self, service: str) -> Transport:
         """The way to reach ``service``: in-process if registered, else its configured URLs."""

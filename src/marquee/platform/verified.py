@@ -1,7 +1,7 @@
-"""Access tokens the gateway has already verified, remembered until they expire.
+"""Access tokens already verified in this process, remembered until they expire.
 
 A session sends the same access token on every request, and checking a JWT's signature and
-claims costs far more than the rest of the gateway's work on a request. Only successes are
+claims costs far more than the rest of the work on most requests. Only successes are
 remembered, each until its own ``exp``, so a cached answer is exactly what verifying again
 would say; a forged or expired token is checked in full every time.
 """

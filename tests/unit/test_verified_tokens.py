@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from marquee.gateway.verified import VerifiedTokens
 from marquee.platform.auth import Principal, TokenError, TokenService
+from marquee.platform.verified import VerifiedTokens
 
 SECRET = "unit-test-secret-" + "q" * 32
 
