@@ -132,7 +132,10 @@ def _configure_logging(settings: Settings, name: str) -> None:
     from marquee.platform.logging import configure_logging
 
     configure_logging(
-        settings.log_level, settings.log_format, settings.data_dir / "logs" / f"{name}.log"
+        settings.log_level,
+        settings.log_format,
+        settings.data_dir / "logs",
+        default_service=name,
     )
 
 
@@ -199,7 +202,7 @@ def serve(
     if service not in RUNNABLE:
         raise fail(f"unknown service {service!r}", f"Choose one of: {', '.join(RUNNABLE)}.")
     settings = settings_from(host=host)
-    _configure_logging(settings, service if service != "gateway" else "gateway")
+    _configure_logging(settings, service)
     if service != "gateway":
         preflight(settings, (service,))
     from marquee.compose import one_service
@@ -240,6 +243,45 @@ def migrate(
             console.print(f"[green]✓[/] {service} migrated")
 
     asyncio.run(run())
+
+
+@app.command()
+def trace(
+    request_id: Annotated[str, typer.Argument(help="The X-Request-ID to follow.")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the logs are [MARQUEE_DATA_DIR].")
+    ] = None,
+) -> None:
+    """Print one request's log lines from every service as a time-ordered tree."""
+    from rich.tree import Tree
+
+    from marquee.platform.tracelog import TraceNode, build_tree, collect
+
+    settings = settings_from(data_dir=data_dir)
+    log_dir = settings.data_dir / "logs"
+    if not log_dir.is_dir():
+        raise fail(f"no logs under {log_dir}", "Pass --data-dir, or set MARQUEE_DATA_DIR.")
+    lines = collect(log_dir, request_id)
+    if not lines:
+        raise fail(
+            f"no log line carries request ID {request_id!r} under {log_dir}",
+            "Check the ID (it is echoed in every answer's X-Request-ID header).",
+        )
+    span = (lines[-1].at - lines[0].at).total_seconds() * 1000
+    tree = Tree(f"[bold]{request_id}[/]  {lines[0].at:%Y-%m-%dT%H:%M:%SZ}  span={span:.0f}ms")
+
+    def add(parent: Tree, node: TraceNode) -> None:
+        timed = [line.duration_ms for line in node.lines if line.duration_ms is not None]
+        label = f"[bold cyan]{node.service}[/]" + (f"  {max(timed):.0f}ms" if timed else "")
+        branch = parent.add(label)
+        for line in node.lines:
+            branch.add(f"[dim]{line.at:%H:%M:%S}[/] {line.message}", highlight=False)
+        for child in node.children:
+            add(branch, child)
+
+    for root in build_tree(lines):
+        add(tree, root)
+    Console().print(tree)
 
 
 LOCAL_SERVERS = {

@@ -14,7 +14,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from marquee.platform import db
-from marquee.platform.context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from marquee.platform.context import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    request_id_var,
+    service_var,
+)
 from marquee.platform.kernel import Kernel, StartupError
 from marquee.platform.metrics import MetricsMiddleware, metrics_endpoint
 from marquee.platform.migrations import upgrade
@@ -29,8 +34,9 @@ ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 class RequestContextMiddleware:
     """Adopt a well-formed ``X-Request-ID`` or make one, expose it to logs, and echo it."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,6 +51,7 @@ class RequestContextMiddleware:
         # Kept in the scope too: Starlette's outermost 500 handler runs after the reset below.
         scope["request_id"] = request_id
         token = request_id_var.set(request_id)
+        service_token = service_var.set(self.service)
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
@@ -57,6 +64,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            service_var.reset(service_token)
             request_id_var.reset(token)
 
 
@@ -110,7 +118,7 @@ class _BodyTooLarge(Exception):
 def add_platform_middleware(app: FastAPI, service: str) -> None:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, service=service)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, service=service)
 
 
 def engine_of(request: Request) -> AsyncEngine:
@@ -133,6 +141,16 @@ def create_service_app(
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Tasks the service starts inherit this, so their log lines are the service's.
+        service_token = service_var.set(name)
+        try:
+            async with _serving(app):
+                yield
+        finally:
+            service_var.reset(service_token)
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI) -> AsyncIterator[None]:
         await kernel.start()
         engine: AsyncEngine | None = None
         try:

@@ -25,3 +25,8 @@ def accept_request_id(incoming: str | None) -> str:
 
 def current_request_id() -> str | None:
     return request_id_var.get()
+
+
+# The service whose code is running: set per request by each service's middleware and inherited
+# by the tasks a service starts, so log lines land in that service's log file.
+service_var: ContextVar[str | None] = ContextVar("service", default=None)
