@@ -71,7 +71,8 @@ def collect(log_dir: Path, request_id: str) -> list[TraceLine]:
                 line = parse_line(raw, path.stem, number, request_id)
                 if line is not None:
                     found.append(line)
-    return sorted(found, key=lambda line: (line.at, _depth(line.service), line.order))
+    # Within one second, callers before callees, then each service's lines in written order.
+    return sorted(found, key=lambda line: (line.at, _depth(line.service), line.service, line.order))
 
 
 def _depth(service: str) -> int:
