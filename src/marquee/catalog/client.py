@@ -51,7 +51,9 @@ class Reservation(BaseModel):
 class CatalogClient(ServiceClient):
     """Inventory calls. Errors arrive as ServiceError with a stable ``code``:
     ``insufficient_inventory`` (409, body has ``available``), ``not_on_sale`` (409),
-    ``reservation_expired`` / ``reservation_released`` (409), ``not_found`` (404)."""
+    ``reservation_released`` (409, body has ``reason``: cancelled / expired / refunded),
+    ``reservation_conflict`` (409: the same reservation id asked for other seats),
+    ``validation_error`` (422, e.g. an ``expires_at`` in the past), ``not_found`` (404)."""
 
     service = "catalog"
 
