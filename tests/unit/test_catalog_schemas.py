@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from starlette.types import Message, Receive, Scope, Send
 
 from marquee.catalog.api import ERRORS
-from marquee.catalog.app import Utf8QueryMiddleware
 from marquee.catalog.client import Reservation
 from marquee.catalog.domain import CatalogError, from_minor
 from marquee.catalog.schemas import (
@@ -120,24 +118,6 @@ def test_a_patch_changes_only_what_it_names_and_clears_only_what_may_be_cleared(
 def test_session_times_must_carry_a_time_zone() -> None:
     with pytest.raises(ValidationError):
         SessionPatch.model_validate({"starts_at": "2026-08-15T19:30:00"})
-
-
-async def test_a_raw_utf8_query_reaches_the_app_as_the_encoded_form() -> None:
-    seen: list[bytes] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(scope["query_string"])
-
-    async def receive() -> Message:
-        return {"type": "http.request"}
-
-    async def send(message: Message) -> None:
-        return None
-
-    middleware = Utf8QueryMiddleware(app)
-    for query in ["city=上海&q=a%20b".encode(), b"city=%E4%B8%8A%E6%B5%B7&page=2"]:
-        await middleware({"type": "http", "query_string": query}, receive, send)
-    assert seen == [b"city=%E4%B8%8A%E6%B5%B7&q=a%20b", b"city=%E4%B8%8A%E6%B5%B7&page=2"]
 
 
 def test_every_catalog_error_has_a_problem_in_the_one_table() -> None:

@@ -7,8 +7,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+from starlette.types import Message, Receive, Scope, Send
 
-from marquee.platform.app import create_service_app
+from marquee.platform.app import RequestContextMiddleware, create_service_app
 from marquee.platform.kernel import Kernel
 from marquee.platform.problems import Problem
 from marquee.platform.settings import Settings
@@ -154,3 +155,21 @@ async def test_metrics_count_requests_by_route_template(client: AsgiTransport) -
 async def test_an_unexpected_error_still_carries_the_request_id(client: AsgiTransport) -> None:
     answer = await client.request("GET", "/boom", headers=[("X-Request-ID", "trace-500")])
     assert answer.json()["request_id"] == "trace-500"
+
+
+async def test_a_raw_utf8_query_reads_like_the_encoded_form() -> None:
+    seen: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["query_string"])
+
+    async def receive() -> Message:
+        return {"type": "http.request"}
+
+    async def send(message: Message) -> None:
+        return None
+
+    middleware = RequestContextMiddleware(app, service="catalog")
+    for query in ["city=上海&q=a%20b".encode(), b"city=%E4%B8%8A%E6%B5%B7&page=2"]:
+        await middleware({"type": "http", "query_string": query, "headers": []}, receive, send)
+    assert seen == [b"city=%E4%B8%8A%E6%B5%B7&q=a%20b", b"city=%E4%B8%8A%E6%B5%B7&page=2"]

@@ -6,10 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import quote_from_bytes
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from marquee.catalog.api import ROUTERS, install_error_table
 from marquee.catalog.demo import load_demo_data
@@ -18,28 +16,6 @@ from marquee.platform.app import create_service_app
 from marquee.platform.kernel import Kernel
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-_ASCII = "".join(chr(i) for i in range(128))
-
-
-class Utf8QueryMiddleware:
-    """Accept raw UTF-8 in query strings (``?city=上海`` as typed, not percent-encoded).
-
-    Such bytes reach ASGI as they came, and Starlette would decode them as Latin-1 (mojibake).
-    Percent-encoding every non-ASCII byte makes them decode as UTF-8, exactly like the encoded
-    form a browser sends; ASCII (including existing escapes) is left untouched.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw: bytes = scope.get("query_string", b"")
-            if not raw.isascii():
-                scope = dict(scope)
-                scope["query_string"] = quote_from_bytes(raw, safe=_ASCII).encode("ascii")
-        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -75,5 +51,4 @@ def create_app(
         "catalog", kernel, routers=ROUTERS, migrations=MIGRATIONS, lifespan=lifespan
     )
     install_error_table(app)
-    app.add_middleware(Utf8QueryMiddleware)
     return app

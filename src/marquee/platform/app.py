@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +29,7 @@ from marquee.platform.problems import install_problem_handlers, problem_response
 log = logging.getLogger("marquee.app")
 
 MAX_BODY_BYTES = 1024 * 1024
+_ASCII = "".join(chr(i) for i in range(128))
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
@@ -42,6 +44,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        raw_query: bytes = scope.get("query_string", b"")
+        if not raw_query.isascii():
+            # Raw UTF-8 (``?city=上海`` as typed) would be decoded as Latin-1 by Starlette:
+            # percent-encode those bytes so it reads exactly like what a browser sends.
+            scope = dict(scope)
+            scope["query_string"] = quote_from_bytes(raw_query, safe=_ASCII).encode("ascii")
         incoming = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
