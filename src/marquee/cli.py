@@ -246,6 +246,43 @@ def migrate(
 
 
 @app.command()
+def status(
+    url: Annotated[
+        str | None, typer.Option(help="The gateway's base URL (default: MARQUEE_HOST:PORT).")
+    ] = None,
+) -> None:
+    """Print the health of the gateway and of every service it reaches (and their instances
+    listed in MARQUEE_<SERVICE>_URLS), with each dependency's state."""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+    from rich.table import Table
+
+    settings = settings_from()
+    targets = [("gateway", url or f"http://{settings.host}:{settings.port}")]
+    for service in SERVICES:
+        targets += [(service, base) for base in settings.upstream_urls(service)]
+    table = Table("service", "address", "ready", "checks")
+    healthy = True
+    for name, base in targets:
+        try:
+            with urllib.request.urlopen(f"{base.rstrip('/')}/readyz", timeout=5) as answer:  # noqa: S310
+                body = orjson.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            body = orjson.loads(exc.read() or b"{}")
+        except OSError as exc:
+            body = {"status": "down", "checks": {"connection": str(exc)}}
+        ready = body.get("status") == "ready"
+        healthy &= ready
+        checks = ", ".join(f"{k}={v}" for k, v in (body.get("checks") or {}).items())
+        table.add_row(name, base, "[green]yes[/]" if ready else "[red]no[/]", checks)
+    Console().print(table)
+    if not healthy:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def trace(
     request_id: Annotated[str, typer.Argument(help="The X-Request-ID to follow.")],
     data_dir: Annotated[

@@ -78,9 +78,22 @@ def test_marquee_up_answers_health_within_twenty_seconds(running_up: tuple[int, 
     assert elapsed < 20
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
         assert answer.status == 200
+    status = run_cli("status", "--url", f"http://127.0.0.1:{port}", env=os.environ.copy())
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "gateway" in status.stdout
+    assert "yes" in status.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["serve"], ["migrate"], ["cluster"]])
+def test_status_fails_when_the_gateway_is_down(tmp_path: Path) -> None:
+    result = run_cli("status", "--url", f"http://127.0.0.1:{free_port()}", env=clean_env(tmp_path))
+    assert result.returncode == 1
+    assert "refused" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["up"], ["serve"], ["migrate"], ["cluster"], ["status"], ["trace"], ["admin"]],
+)
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = run_cli(*command, "--help", env=clean_env(tmp_path))
     assert result.returncode == 0
