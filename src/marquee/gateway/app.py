@@ -4,7 +4,9 @@ admission.
 A plain ASGI app rather than a framework route table: it is on every request's path, so it
 does the least it can, and everything that can be worked out once is worked out in
 ``Gateway.__init__``. Its own few pages (health, readiness, the merged OpenAPI document and
-the docs) are a small table of handlers next to it.
+the docs) are a small table of handlers next to it, and the web storefront (``marquee.web``:
+``/``, ``/assets/*`` and the front end's own routes) is served from memory after them. Neither
+is rate limited: they never reach a service and cost less than the rate-limit check would.
 
 A request to a routed path goes through, in order: the rate limit (per client IP), edge
 authentication (``edgeauth``), the body limit, the upstream's admission queue, and the
@@ -40,6 +42,7 @@ from marquee.platform.kernel import Kernel
 from marquee.platform.problems import problem_response
 from marquee.platform.transport import Transport, UpstreamTimeout, UpstreamUnavailable
 from marquee.platform.verified import VerifiedTokens
+from marquee.web import Storefront
 
 access_log = logging.getLogger("marquee.gateway.access")
 log = logging.getLogger("marquee.gateway")
@@ -138,6 +141,7 @@ class Gateway:
         upstreams: Mapping[str, Transport],
         *,
         lifespan: Lifespan | None = None,
+        storefront: Storefront | bool = True,
     ) -> None:
         self.kernel = kernel
         self.settings = s = kernel.settings
@@ -161,6 +165,10 @@ class Gateway:
             "/openapi.json": self._openapi,
             "/docs": self._docs,
         }
+        # True: the storefront shipped in marquee.web; False: no storefront (API only).
+        if storefront is True:
+            storefront = Storefront.from_package()
+        self.storefront = storefront if isinstance(storefront, Storefront) else None
         self._limiter_warned_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -395,7 +403,10 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str
     ) -> None:
         page = self.pages.get(path)
-        if page is None:
+        asset = None
+        if page is None and self.storefront is not None:
+            asset = self.storefront.find(path)
+        if page is None and asset is None:
             response = problem_response(404, "not_found", f"No such endpoint: {path}")
         elif method not in _OWN_PAGE_METHODS:
             response = problem_response(
@@ -404,7 +415,10 @@ class Gateway:
                 f"{path} answers GET and HEAD only.",
                 headers={"Allow": "GET, HEAD"},
             )
+        elif asset is not None and self.storefront is not None:
+            response = self.storefront.response(asset, scope["headers"])
         else:
+            assert page is not None
             response = await page()
         await response(scope, receive, send)
 
