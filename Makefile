@@ -42,8 +42,10 @@ typecheck: $(VENV)/.installed-dev
 
 check: lint typecheck
 
+# Browser tests drive Playwright's own event loop, so they run in a pytest of their own.
 test: check
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/browser
+	$(BIN)/pytest tests/browser
 
 
 clean:

@@ -414,8 +414,10 @@ async def _ensure_database(url: str) -> None:
 
 def _add_subcommands() -> None:
     from marquee.identity.cli import admin
+    from marquee.notification.cli import app as notifications
 
     app.add_typer(admin)
+    app.add_typer(notifications, name="notifications")
 
 
 def main() -> None:

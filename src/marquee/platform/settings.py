@@ -63,6 +63,19 @@ class Settings(BaseSettings):
     notification_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     payment_window_seconds: int = Field(default=900, ge=1)
+
+    # Notification: where mail and text messages go, and how hard to try.
+    # file:// (DATA_DIR/outbox/*.eml) | file:///dir | smtp://user:pass@host:587?starttls=1
+    # | smtps://user:pass@host:465
+    mailer_url: str = "file://"
+    mail_from: str = "Marquee <tickets@marquee.local>"
+    sms_url: str = "file://"  # file:// (DATA_DIR/sms/*.txt) | file:///dir | log://
+    public_url: str | None = None  # base for links in emails; None means http://HOST:PORT
+    notification_max_attempts: int = Field(default=8, ge=1, le=100)
+    notification_retry_base_seconds: float = Field(default=30.0, gt=0)
+    notification_retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    notification_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    notification_timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     demo_data: bool = False  # `marquee up` turns it on; a production service never loads it
