@@ -108,8 +108,9 @@ def test_a_masked_email_keeps_the_first_letter_and_the_domain() -> None:
 @given(local=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.", min_size=2, max_size=30))
 def test_a_masked_email_never_shows_the_whole_local_part(local: str) -> None:
     masked = mask_email(f"{local}@example.com")
-    assert local not in masked
-    assert masked.endswith("@example.com")
+    shown, _, domain = masked.rpartition("@")
+    assert local not in shown
+    assert domain == "example.com"
 
 
 def test_a_masked_phone_number_shows_only_its_country_code_prefix_and_last_four_digits() -> None:
