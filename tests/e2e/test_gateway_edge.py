@@ -682,7 +682,8 @@ async def test_a_non_ascii_path_reaches_the_service_intact(edge: Edge) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/internal/users/u-1", "/api/v1/users/internal/u-1", "/api/v1/nothing", "/assets/nope.js"]
+    "path",
+    ["/internal/users/u-1", "/api/v1/users/internal/u-1", "/api/v1/nothing", "/assets/nope.js"],
 )
 async def test_internal_and_unknown_paths_are_404_and_never_forwarded(
     edge: Edge, bearer: dict[str, str], path: str
