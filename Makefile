@@ -33,8 +33,8 @@ cluster: $(VENV)/.installed-run
 	$(BIN)/marquee cluster
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src plugins tests
-	$(BIN)/ruff format --check src plugins tests
+	$(BIN)/ruff check src plugins tests bench
+	$(BIN)/ruff format --check src plugins tests bench
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
