@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError
 from marquee.platform.broker import Event, Handler
 from marquee.platform.broker.memory import cancel_and_wait, redelivery_delay
 from marquee.platform.context import request_id_var
+from marquee.platform.telemetry import consume_span, publish_span
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class NatsBroker:
     durable starts from the oldest retained event.
 
     ``published``, ``delivered`` (redeliveries included), ``redelivered`` and ``dead_lettered``
-    count since construction, for metrics.
+    count since construction, and ``consumer_lag()`` asks JetStream, for metrics.
     """
 
     def __init__(
@@ -107,6 +108,8 @@ class NatsBroker:
         self._nc: Any = None
         self._js: Any = None
         self._consumers: set[asyncio.Task[None]] = set()
+        # (durable, subject) -> JetStream consumer name, for the groups this process joined.
+        self._groups: dict[tuple[str, str], str] = {}
         self.published = 0
         self.delivered = 0
         self.redelivered = 0
@@ -158,12 +161,13 @@ class NatsBroker:
     async def publish(self, event: Event) -> None:
         """Store the event in the stream; returns once JetStream has acknowledged it."""
         js = self._require()
-        await js.publish(
-            f"{self.prefix}.{event.type}",
-            event.to_json(),
-            stream=self.stream,
-            headers={"Nats-Msg-Id": event.id},
-        )
+        with publish_span(event, "nats") as traced:
+            await js.publish(
+                f"{self.prefix}.{event.type}",
+                traced.to_json(),
+                stream=self.stream,
+                headers={"Nats-Msg-Id": event.id},
+            )
         self.published += 1
 
     async def subscribe(
@@ -192,6 +196,7 @@ class NatsBroker:
         # add_consumer creates or updates, so changed settings reach an existing consumer.
         await js.add_consumer(self.stream, config)
         sub = await js.pull_subscribe_bind(durable=name, stream=self.stream)
+        self._groups[(durable, subject)] = name
         task = asyncio.create_task(
             self._consume(sub, durable, handler, max_deliver), name=f"nats:{durable}:{subject}"
         )
@@ -207,6 +212,16 @@ class NatsBroker:
             await nc.flush(timeout=2)
         except Exception as exc:
             raise BrokerUnavailableError(f"NATS at {redact(self.url)}: {exc!r}") from exc
+
+    async def consumer_lag(self) -> dict[tuple[str, str], int]:
+        """Events in the stream not yet delivered to each (durable, subject) group this process
+        joined (JetStream's ``num_pending``), read from the server now."""
+        js = self._require()
+        lag: dict[tuple[str, str], int] = {}
+        for key, name in list(self._groups.items()):
+            info = await js.consumer_info(self.stream, name)
+            lag[key] = int(info.num_pending or 0)
+        return lag
 
     async def close(self) -> None:
         """Stop fetching and close the connection; idempotent.
@@ -286,7 +301,8 @@ class NatsBroker:
         # The handler's log lines carry the request that caused the event.
         context = request_id_var.set(event.request_id)
         try:
-            await handler(event)
+            with consume_span(event, "nats", durable, attempt):
+                await handler(event)
         except Exception:
             if attempt >= max_deliver:
                 self.dead_lettered += 1

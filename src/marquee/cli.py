@@ -189,7 +189,13 @@ def up(
         f"  logs         {(settings.data_dir / 'logs').resolve()}\n"
         "  stop         Ctrl-C\n"
     )
-    _serve(all_in_one(settings), settings, settings.host, settings.port, banner)
+    from marquee.platform.kernel import StartupError
+
+    try:
+        gateway = all_in_one(settings)
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+    _serve(gateway, settings, settings.host, settings.port, banner)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from marquee.booking import api
 from marquee.booking.domain import BookingError
-from marquee.booking.models import outbox
+from marquee.booking.models import ORDER_STATUSES, orders, outbox
 from marquee.booking.payments import PaymentProvider, open_provider
 from marquee.booking.service import Booking, Clock, utc_now
 from marquee.booking.tickets import TicketSigner
@@ -23,6 +23,7 @@ from marquee.identity.client import IdentityClient
 from marquee.platform.app import create_service_app
 from marquee.platform.broker.outbox import OutboxRelay
 from marquee.platform.kernel import Kernel, StartupError
+from marquee.platform.metrics import orders_by_state_gauge, outbox_backlog_gauge
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SHUTDOWN_GRACE = 10.0  # seconds a sweeper pass may take to finish at shutdown
@@ -60,6 +61,7 @@ def create_app(
         relay = OutboxRelay(
             app.state.engine, outbox, kernel.broker, poll_interval=relay_poll_interval
         )
+        outbox_backlog_gauge(app, relay)
         booking = Booking(
             engine=app.state.engine,
             cache=kernel.cache,
@@ -100,6 +102,7 @@ def create_app(
         "booking", kernel, routers=[api.router], migrations=MIGRATIONS, lifespan=lifespan
     )
     app.add_exception_handler(BookingError, api.on_booking_error)
+    orders_by_state_gauge(app, orders.c.status, ORDER_STATUSES)
     return app
 
 

@@ -3,15 +3,17 @@ admission.
 
 A plain ASGI app rather than a framework route table: it is on every request's path, so it
 does the least it can, and everything that can be worked out once is worked out in
-``Gateway.__init__``. Its own few pages (health, readiness, the merged OpenAPI document and
-the docs) are a small table of handlers next to it, and the web storefront (``marquee.web``:
-``/``, ``/assets/*`` and the front end's own routes) is served from memory after them. Neither
-is rate limited: they never reach a service and cost less than the rate-limit check would.
+``Gateway.__init__``. Its own few pages (health, readiness, metrics, the merged OpenAPI
+document and the docs) are a small table of handlers next to it, and the web storefront
+(``marquee.web``: ``/``, ``/assets/*`` and the front end's own routes) is served from memory
+after them. Neither is rate limited: they never reach a service and cost less than the
+rate-limit check would.
 
 A request to a routed path goes through, in order: the rate limit (per client IP), edge
 authentication (``edgeauth``), the body limit, the upstream's admission queue, and the
 upstream call. Whatever happens, the client gets a response with its request ID, and the
-gateway writes exactly one access-log line.
+gateway writes exactly one access-log line and counts the request once (by upstream, not by
+path). With tracing on, the request is a server span and the upstream call a client span.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from importlib.metadata import version as package_version
 from urllib.parse import quote
 
 from fastapi.openapi.docs import get_swagger_ui_html
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -36,11 +39,29 @@ from marquee.gateway.edgeauth import Access, required_access
 from marquee.gateway.limits import rate_limit_headers, rate_limit_policy, retry_after
 from marquee.gateway.openapi import MergedDocument
 from marquee.gateway.routing import route
+from marquee.platform import telemetry
 from marquee.platform.auth import TokenError, bearer_token, unauthorized
 from marquee.platform.context import accept_request_id, request_id_var
 from marquee.platform.kernel import Kernel
+from marquee.platform.metrics import (
+    GATEWAY_IN_FLIGHT,
+    GATEWAY_WAITING,
+    RATE_LIMITED,
+    SHED,
+    UNCOUNTED_ROUTES,
+    UPSTREAM_ERRORS,
+    RequestMeter,
+    Sample,
+    Scraper,
+    scrape_sources,
+)
 from marquee.platform.problems import problem_response
-from marquee.platform.transport import Transport, UpstreamTimeout, UpstreamUnavailable
+from marquee.platform.transport import (
+    AsgiTransport,
+    Transport,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from marquee.platform.verified import VerifiedTokens
 from marquee.web import Storefront
 
@@ -162,6 +183,7 @@ class Gateway:
         self.pages: dict[str, Page] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
+            "/metrics": self._metrics,
             "/openapi.json": self._openapi,
             "/docs": self._docs,
         }
@@ -170,6 +192,12 @@ class Gateway:
             storefront = Storefront.from_package()
         self.storefront = storefront if isinstance(storefront, Storefront) else None
         self._limiter_warned_at = float("-inf")
+        self.meter = RequestMeter("gateway")
+        self.scraper = Scraper()
+        tracer = telemetry.tracer_for(s, "gateway")
+        self._serve_http: Callable[[Scope, Receive, Send], Awaitable[None]] = (
+            self._http if tracer is None else telemetry.TracingMiddleware(self._http, tracer)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -179,6 +207,9 @@ class Gateway:
             elif kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        await self._serve_http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         incoming: bytes | None = None
         forwarded: bytes | None = None
@@ -201,6 +232,7 @@ class Gateway:
         head = method == "HEAD"
         extra_headers = [(b"x-request-id", request_id.encode("latin-1"))]
         status = 0
+        counted_as = "unmatched"  # the route label: the upstream, or the gateway's own page
 
         async def reply(message: Message) -> None:
             nonlocal status
@@ -216,8 +248,10 @@ class Gateway:
         try:
             service = route(path)
             if service is None or service not in self.upstreams:
+                counted_as = path if path in self.pages else "unmatched"
                 await self._own_page(scope, receive, reply, method, path)
                 return
+            counted_as = service
             peer = scope["client"][0] if scope.get("client") else "0.0.0.0"  # noqa: S104
             ip = client_ip(peer, forwarded.decode("latin-1") if forwarded else None, self.trusted)
             refusal = await self._rate_limit(ip, extra_headers)
@@ -237,8 +271,10 @@ class Gateway:
                 log.exception("Gateway error on %s %s", method, path)
                 await self._send_internal_error(scope, receive, reply)
         finally:
-            latency = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s status=%d latency=%dms", method, path, status, latency)
+            elapsed = time.perf_counter() - started
+            access_log.info("%s %s status=%d latency=%dms", method, path, status, elapsed * 1000)
+            if counted_as not in UNCOUNTED_ROUTES:
+                self.meter.observe(method, counted_as, status, elapsed)
             request_id_var.reset(context)
 
     async def _send_internal_error(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -272,6 +308,7 @@ class Gateway:
         extra_headers.append(self.policy_header)
         if decision.allowed:
             return None
+        RATE_LIMITED.inc()
         wait = retry_after(decision)
         return problem_response(
             429,
@@ -342,6 +379,7 @@ class Gateway:
         try:
             await admission.acquire()
         except Rejected as exc:
+            SHED.labels(service, exc.reason).inc()
             await problem_response(
                 503,
                 "overloaded",
@@ -366,18 +404,21 @@ class Gateway:
                 body=body,
             )
         except UpstreamTimeout:
+            UPSTREAM_ERRORS.labels(service, "timeout").inc()
             log.warning("Upstream %s timed out", service)
             await problem_response(
                 504, "upstream_timeout", f"The {service} service did not answer in time."
             )(scope, receive, send)
             return
         except UpstreamUnavailable as exc:
+            UPSTREAM_ERRORS.labels(service, "unavailable").inc()
             log.warning("Upstream %s unavailable: %s", service, exc)
             await problem_response(
                 502, "upstream_unavailable", f"The {service} service is unavailable; retry shortly."
             )(scope, receive, send)
             return
         except Exception:
+            UPSTREAM_ERRORS.labels(service, "bad_answer").inc()
             log.exception("Upstream %s failed", service)
             await problem_response(
                 502, "bad_gateway", f"The {service} service gave no usable answer."
@@ -446,6 +487,28 @@ class Gateway:
         if all(value == "ok" for value in checks.values()):
             return JSONResponse({"status": "ready", "service": "gateway", "checks": checks})
         return problem_response(503, "not_ready", "A dependency is unavailable.", checks=checks)
+
+    async def _metrics(self) -> Response:
+        """The gateway's metrics; in all-in-one mode also every in-process service's sources
+        (seats, orders, outbox, notifications) and the shared broker's, so one scrape sees all.
+        """
+        apps = [t.app for t in self.upstreams.values() if isinstance(t, AsgiTransport)]
+        brokers = [self.kernel.broker]
+        for app in apps:
+            kernel = getattr(getattr(app, "state", None), "kernel", None)
+            if kernel is not None:
+                brokers.append(kernel.broker)
+        sources = scrape_sources(apps, brokers)
+        sources["gateway.admission"] = self._admission_samples
+        body = await self.scraper.render(sources)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def _admission_samples(self) -> list[Sample]:
+        samples: list[Sample] = []
+        for name, admission in self.admission.items():
+            samples.append(GATEWAY_IN_FLIGHT.sample(admission.active, name))
+            samples.append(GATEWAY_WAITING.sample(admission.waiting, name))
+        return samples
 
     async def _openapi(self) -> Response:
         return Response(await self.openapi.json(), media_type="application/json")

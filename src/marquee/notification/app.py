@@ -10,9 +10,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from marquee.identity.client import IdentityClient
+from marquee.notification import repository
 from marquee.notification.api import router
 from marquee.notification.config import NotificationConfig
-from marquee.notification.domain import NOTIFIED_SUBJECTS
+from marquee.notification.domain import NOTIFIED_SUBJECTS, DeliveryStatus
 from marquee.notification.mailers import open_mailer
 from marquee.notification.rendering import Renderer
 from marquee.notification.service import DeliveryWorker, Notifier
@@ -20,6 +21,14 @@ from marquee.notification.sms import open_sms
 from marquee.platform.app import create_service_app
 from marquee.platform.broker import Event, Handler
 from marquee.platform.kernel import Kernel, StartupError
+from marquee.platform.metrics import (
+    NOTIFICATION_DELIVERIES_FAILED,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_RETRIED,
+    NOTIFICATIONS_SENT,
+    Sample,
+    add_metric_source,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DURABLE = "notification"
@@ -58,6 +67,19 @@ def create_app(kernel: Kernel, *, config: NotificationConfig | None = None) -> F
         worker = DeliveryWorker(notifier, poll_interval=cfg.poll_interval_seconds)
         app.state.notifier = notifier
         app.state.delivery_worker = worker
+
+        async def delivery_metrics() -> list[Sample]:
+            _, failed = await repository.list_deliveries(
+                notifier.engine, status=DeliveryStatus.FAILED, offset=0, limit=0
+            )
+            return [
+                NOTIFICATIONS_SENT.sample(notifier.sent),
+                NOTIFICATIONS_RETRIED.sample(notifier.retried),
+                NOTIFICATIONS_FAILED.sample(notifier.failed),
+                NOTIFICATION_DELIVERIES_FAILED.sample(failed),
+            ]
+
+        add_metric_source(app, "notification.deliveries", delivery_metrics)
         accepting = True
 
         async def on_order_event(event: Event) -> None:

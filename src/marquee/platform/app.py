@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from marquee.platform import db
+from marquee.platform import db, telemetry
 from marquee.platform.context import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -146,15 +146,19 @@ def create_service_app(
     """A service's FastAPI app. Its lifespan starts the kernel, opens and migrates the service's
     own database (when it has migrations), runs the service's own lifespan, and undoes it all."""
     settings = kernel.settings
+    tracer = telemetry.tracer_for(settings, name)
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Tasks the service starts inherit this, so their log lines are the service's.
+        # Tasks the service starts inherit these, so their log lines are the service's, and
+        # so are their spans (outbox relays, broker consumers) when tracing is on.
         service_token = service_var.set(name)
+        tracer_token = telemetry.bind(tracer)
         try:
             async with _serving(app):
                 yield
         finally:
+            telemetry.unbind(tracer_token)
             service_var.reset(service_token)
 
     @asynccontextmanager
@@ -165,6 +169,8 @@ def create_service_app(
             if migrations is not None:
                 url = settings.database_url_for(name)
                 engine = db.create_engine(url, schema=name, pool_size=settings.db_pool_size)
+                if tracer is not None:
+                    telemetry.instrument_engine(engine)
                 try:
                     await upgrade(engine, migrations, schema=name)
                 except (OSError, ConnectionError) as exc:
@@ -192,6 +198,9 @@ def create_service_app(
     app.state.service = name
     install_problem_handlers(app)
     add_platform_middleware(app, name)
+    if tracer is not None:
+        # Outermost: the span covers the whole request, the other middleware included.
+        app.add_middleware(telemetry.TracingMiddleware, tracer=tracer)
     app.include_router(health_router(name))
     for router in routers:
         app.include_router(router)

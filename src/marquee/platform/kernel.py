@@ -74,6 +74,7 @@ class Kernel:
                 urls,
                 timeout=self.settings.upstream_timeout_seconds,
                 connections=self.settings.upstream_concurrency,
+                peer=service,
             )
         return self.transports[service]
 

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     notification_retry_cap_seconds: float = Field(default=3600.0, gt=0)
     notification_poll_interval_seconds: float = Field(default=1.0, gt=0)
     notification_timezone: str = "Asia/Shanghai"
+    # OpenTelemetry: an OTLP/HTTP collector's base URL (spans go to <url>/v1/traces); unset = off.
+    otel_endpoint: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     demo_data: bool = False  # `marquee up` turns it on; a production service never loads it
@@ -125,6 +127,15 @@ class Settings(BaseSettings):
             ("sqlite+aiosqlite://", "postgresql+asyncpg://")
         ):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @cached_property

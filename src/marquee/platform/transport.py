@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message
 from yarl import URL
 
 from marquee.platform.context import REQUEST_ID_HEADER, current_request_id
+from marquee.platform.telemetry import client_span
 
 Headers = list[tuple[str, str]]
 
@@ -86,6 +87,8 @@ class AsgiTransport:
         self.app = app
         self.timeout = timeout
         self.client = client
+        # Who is called, for tracing: the service's name when the app is a service's.
+        self.peer: str = getattr(getattr(app, "state", None), "service", None) or "asgi"
 
     async def request(
         self,
@@ -96,6 +99,23 @@ class AsgiTransport:
         headers: Headers | None = None,
         body: bytes = b"",
         timeout: float | None = None,
+    ) -> Response:
+        with client_span(method, self.peer, path) as span:
+            if span is not None:
+                headers = span.inject(headers)
+            answer = await self._request(method, path, query, headers, body, timeout)
+            if span is not None:
+                span.answered(answer.status)
+            return answer
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Headers | None,
+        body: bytes,
+        timeout: float | None,
     ) -> Response:
         raw_headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in _with_request_id(headers)
@@ -170,7 +190,12 @@ class HttpTransport:
     """Pooled keep-alive HTTP to one or more instances of a service, round-robin with failover."""
 
     def __init__(
-        self, base_urls: Sequence[str], *, timeout: float = 10.0, connections: int = 256
+        self,
+        base_urls: Sequence[str],
+        *,
+        timeout: float = 10.0,
+        connections: int = 256,
+        peer: str | None = None,
     ) -> None:
         if not base_urls:
             raise ValueError("HttpTransport needs at least one base URL")
@@ -179,6 +204,8 @@ class HttpTransport:
         self.connections = connections
         self._next = itertools.cycle(range(len(self.base_urls)))
         self._session: aiohttp.ClientSession | None = None
+        # Who is called, for tracing: the service's name, else the first instance's address.
+        self.peer = peer or URL(self.base_urls[0]).raw_authority or self.base_urls[0]
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so it binds to the running event loop.
@@ -200,6 +227,23 @@ class HttpTransport:
         headers: Headers | None = None,
         body: bytes = b"",
         timeout: float | None = None,
+    ) -> Response:
+        with client_span(method, self.peer, path) as span:
+            if span is not None:
+                headers = span.inject(headers)
+            answer = await self._request(method, path, query, headers, body, timeout)
+            if span is not None:
+                span.answered(answer.status)
+            return answer
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Headers | None,
+        body: bytes,
+        timeout: float | None,
     ) -> Response:
         session = self._client()
         send_headers = {k: v for k, v in _with_request_id(headers) if k.lower() not in _HOP_BY_HOP}

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from marquee.platform.context import current_request_id
+from marquee.platform.telemetry import current_traceparent
 
 ENTRY_POINT_GROUP = "marquee.brokers"
 
@@ -30,24 +31,31 @@ def _new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """The envelope every event travels in: id, type, occurred_at, request_id, data."""
+    """The envelope every event travels in: id, type, occurred_at, request_id, data.
+
+    ``traceparent`` (W3C trace context, present only while tracing is on) links the event to
+    the trace of the request that caused it, as ``request_id`` links it to that request's log
+    lines; the JSON envelope carries it only when it is set.
+    """
 
     type: str
     data: dict[str, Any]
     id: str = field(default_factory=_new_id)
     occurred_at: datetime = field(default_factory=_now)
     request_id: str | None = field(default_factory=current_request_id)
+    traceparent: str | None = field(default_factory=current_traceparent)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "type": self.type,
-                "occurred_at": self.occurred_at.isoformat(),
-                "request_id": self.request_id,
-                "data": self.data,
-            }
-        )
+        body: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "request_id": self.request_id,
+            "data": self.data,
+        }
+        if self.traceparent is not None:
+            body["traceparent"] = self.traceparent
+        return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Event:
@@ -58,6 +66,7 @@ class Event:
             occurred_at=datetime.fromisoformat(body["occurred_at"]),
             request_id=body.get("request_id"),
             data=body.get("data") or {},
+            traceparent=body.get("traceparent"),
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from marquee.platform.broker import Event, Handler
 from marquee.platform.context import request_id_var
+from marquee.platform.telemetry import consume_span, publish_span
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class MemoryBroker:
     """In-process publish/subscribe for one event loop (``memory://``).
 
     ``published``, ``delivered`` (handler invocations, redeliveries included), ``redelivered``
-    and ``dead_lettered`` count since construction, for metrics.
+    and ``dead_lettered`` count since construction, and ``consumer_lag()`` reads the queues,
+    for metrics.
     """
 
     def __init__(
@@ -120,7 +122,8 @@ class MemoryBroker:
         never share (and mutate) the publisher's objects.
         """
         self._check_running()
-        raw = event.to_json()
+        with publish_span(event, "memory") as traced:
+            raw = traced.to_json()
         self.published += 1
         for group in self._groups.values():
             if subject_matches(group.subject, event.type):
@@ -149,6 +152,11 @@ class MemoryBroker:
     async def ping(self) -> None:
         self._check_running()
 
+    async def consumer_lag(self) -> dict[tuple[str, str], int]:
+        """Events queued for each (durable, subject) group and not yet handed to a handler
+        (redeliveries waiting out their backoff are not counted until they are queued)."""
+        return {(g.durable, g.subject): g.queue.qsize() for g in self._groups.values()}
+
     async def close(self) -> None:
         """Stop every worker and pending redelivery and wait for them; idempotent."""
         self._closed = True
@@ -171,7 +179,8 @@ class MemoryBroker:
         # The handler's log lines carry the request that caused the event.
         context = request_id_var.set(event.request_id)
         try:
-            await handler(event)
+            with consume_span(event, "memory", group.durable, delivery.attempt):
+                await handler(event)
         except Exception:
             if delivery.attempt >= group.max_deliver:
                 self.dead_lettered += 1
