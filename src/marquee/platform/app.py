@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -29,6 +30,7 @@ from marquee.platform.problems import install_problem_handlers, problem_response
 log = logging.getLogger("marquee.app")
 
 MAX_BODY_BYTES = 1024 * 1024
+READY_CHECK_SECONDS = 2.0
 _ASCII = "".join(chr(i) for i in range(128))
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -241,7 +243,9 @@ async def dependency_checks(app: FastAPI) -> dict[str, str]:
     results: dict[str, str] = {}
     for dependency, probe in probes.items():
         try:
-            await probe()
+            # A hung dependency must not hang the readiness answer with it.
+            async with asyncio.timeout(READY_CHECK_SECONDS):
+                await probe()
             results[dependency] = "ok"
         except Exception as exc:
             results[dependency] = f"error: {type(exc).__name__}: {exc}"[:300]
