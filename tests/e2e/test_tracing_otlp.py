@@ -31,12 +31,6 @@ trace_pb2 = pytest.importorskip("opentelemetry.proto.trace.v1.trace_pb2")
 pytest.importorskip("opentelemetry.sdk.trace", reason="needs the otel extra")
 
 
-class TracedSettings(Settings):
-    """Settings with MARQUEE_OTEL_ENDPOINT (declared here too until Settings has it)."""
-
-    otel_endpoint: str | None = None
-
-
 @dataclass(frozen=True)
 class ReceivedSpan:
     service: str
@@ -127,7 +121,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 async def traced_api(e2e_settings: Settings, receiver: Receiver) -> AsyncIterator[Api]:
-    settings = TracedSettings(**e2e_settings.model_dump(), otel_endpoint=receiver.endpoint)
+    settings = e2e_settings.model_copy(update={"otel_endpoint": receiver.endpoint})
     gateway = all_in_one(settings)
     async with LifespanManager(gateway, startup_timeout=30, shutdown_timeout=30):
         yield Api(AsgiTransport(gateway))

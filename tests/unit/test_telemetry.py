@@ -21,12 +21,6 @@ from marquee.platform.settings import Settings
 from marquee.platform.transport import AsgiTransport
 
 
-class TracedSettings(Settings):
-    """Settings with MARQUEE_OTEL_ENDPOINT (declared here too until Settings has it)."""
-
-    otel_endpoint: str | None = None
-
-
 @dataclass
 class Spans:
     tracer: Any
@@ -77,7 +71,7 @@ def test_an_endpoint_without_the_sdk_stops_start_up_with_one_clear_error(
 ) -> None:
     # None in sys.modules makes the import fail as if the package were not installed.
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
-    traced = TracedSettings(
+    traced = Settings(
         data_dir=settings.data_dir, jwt_secret="s" * 40, otel_endpoint="http://127.0.0.1:9/"
     )
     with pytest.raises(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from marquee.platform.broker import Event
+    from marquee.platform.settings import Settings
 
 Headers = list[tuple[str, str]]
 
@@ -49,10 +50,9 @@ _exit_hook_registered = False
 _MAX_STATEMENT = 2000  # characters of SQL kept on a database span
 
 
-def endpoint_of(settings: object) -> str | None:
+def endpoint_of(settings: Settings) -> str | None:
     """``MARQUEE_OTEL_ENDPOINT``: the collector's OTLP/HTTP base URL, or None (tracing off)."""
-    endpoint: str | None = getattr(settings, "otel_endpoint", None)
-    return endpoint or None
+    return settings.otel_endpoint or None
 
 
 def traces_url(endpoint: str) -> str:
