@@ -61,7 +61,7 @@ def traces_url(endpoint: str) -> str:
     return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
 
 
-def tracer_for(settings: object, service: str) -> Tracer | None:
+def tracer_for(settings: Settings, service: str) -> Tracer | None:
     """The tracer of ``service`` when tracing is on, else None. Built once per endpoint and
     service for the process; raises StartupError when the OpenTelemetry SDK is missing."""
     endpoint = endpoint_of(settings)
