@@ -80,15 +80,11 @@ def _with_request_id(headers: Headers | None) -> Headers:
     return result
 
 
-class AsgiTransport:
-    """Calls an ASGI app in this process: no sockets, no serialisation beyond the body."""
+class _TracedTransport:
+    """The ``request`` both transports share: a client span (when tracing is on) around the
+    transport's own ``_request``."""
 
-    def __init__(self, app: ASGIApp, *, timeout: float = 10.0, client: str = "127.0.0.1") -> None:
-        self.app = app
-        self.timeout = timeout
-        self.client = client
-        # Who is called, for tracing: the service's name when the app is a service's.
-        self.peer: str = getattr(getattr(app, "state", None), "service", None) or "asgi"
+    peer: str
 
     async def request(
         self,
@@ -107,6 +103,28 @@ class AsgiTransport:
             if span is not None:
                 span.answered(answer.status)
             return answer
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Headers | None,
+        body: bytes,
+        timeout: float | None,
+    ) -> Response:
+        raise NotImplementedError
+
+
+class AsgiTransport(_TracedTransport):
+    """Calls an ASGI app in this process: no sockets, no serialisation beyond the body."""
+
+    def __init__(self, app: ASGIApp, *, timeout: float = 10.0, client: str = "127.0.0.1") -> None:
+        self.app = app
+        self.timeout = timeout
+        self.client = client
+        # Who is called, for tracing: the service's name when the app is a service's.
+        self.peer: str = getattr(getattr(app, "state", None), "service", None) or "asgi"
 
     async def _request(
         self,
@@ -186,7 +204,7 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-class HttpTransport:
+class HttpTransport(_TracedTransport):
     """Pooled keep-alive HTTP to one or more instances of a service, round-robin with failover."""
 
     def __init__(
@@ -217,24 +235,6 @@ class HttpTransport:
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
             )
         return self._session
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: str = "",
-        headers: Headers | None = None,
-        body: bytes = b"",
-        timeout: float | None = None,
-    ) -> Response:
-        with client_span(method, self.peer, path) as span:
-            if span is not None:
-                headers = span.inject(headers)
-            answer = await self._request(method, path, query, headers, body, timeout)
-            if span is not None:
-                span.answered(answer.status)
-            return answer
 
     async def _request(
         self,
