@@ -99,7 +99,8 @@ def preflight(settings: Settings, services: tuple[str, ...], *, broker: bool = T
         raise fail(str(exc)) from None
 
 
-def _serve(asgi: Any, settings: Settings, host: str, port: int, banner: str | None) -> None:
+def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
+    """Serve ``asgi`` on uvicorn as every Marquee process does (one worker, no access log)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -195,7 +196,7 @@ def up(
         gateway = all_in_one(settings)
     except StartupError as exc:
         raise fail(str(exc)) from None
-    _serve(gateway, settings, settings.host, settings.port, banner)
+    serve_asgi(gateway, settings.host, settings.port, banner)
 
 
 @app.command()
@@ -219,7 +220,7 @@ def serve(
     except StartupError as exc:
         raise fail(str(exc)) from None
     host_ = settings.host
-    _serve(asgi, settings, host_, port, f"{service} listening on http://{host_}:{port}")
+    serve_asgi(asgi, host_, port, f"{service} listening on http://{host_}:{port}")
 
 
 @app.command()
@@ -419,11 +420,13 @@ async def _ensure_database(url: str) -> None:
 
 
 def _add_subcommands() -> None:
+    from marquee.bench.cli import app as bench
     from marquee.identity.cli import admin
     from marquee.notification.cli import app as notifications
 
     app.add_typer(admin)
     app.add_typer(notifications, name="notifications")
+    app.add_typer(bench, name="bench")
 
 
 def main() -> None:
