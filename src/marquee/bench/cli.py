@@ -202,6 +202,7 @@ def render(report: Report) -> Table:
         ("tickets held or sold", _n(report.area["reserved"] + report.area["sold"])),
         ("oversold (reserved + sold − capacity)", _n(report.oversold)),
         *((f"answers {code}", _n(count)) for code, count in rush.statuses.items()),
+        *((f"  {code}", _n(count)) for code, count in rush.refusals.items()),
         ("5xx", _n(rush.server_errors)),
         ("unanswered", _n(rush.unanswered)),
         ("drain time (s)", _n(rush.drain_seconds, 2)),

@@ -79,6 +79,7 @@ class RushResult:
     latency_ms: dict[str, float]
     server_cpu_seconds: dict[str, float]
     client_cpu_seconds: float
+    refusals: dict[str, int] = field(default_factory=dict)  # 4xx by problem code
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -260,9 +261,12 @@ def summarize(run: Run, cpu_before: dict[str, float], cpu_after: dict[str, float
         if after and window > 0:
             refusals_rate = len(after) / window
     errors = Counter(
-        answer.error or f"{answer.status}: {answer.body[:200]!r}"
+        answer.error or _problem_code(answer)
         for answer in answers
-        if answer.status == 0 or answer.status >= 500 or answer.status in {400, 401, 403, 422}
+        if answer.status == 0 or answer.status >= 500
+    )
+    refusals = Counter(
+        _problem_code(answer) for answer in answers if 400 <= answer.status < 500
     )
     return RushResult(
         attempts=len(answers),
@@ -285,8 +289,18 @@ def summarize(run: Run, cpu_before: dict[str, float], cpu_after: dict[str, float
             name: round(cpu_after.get(name, 0.0) - used, 3) for name, used in cpu_before.items()
         },
         client_cpu_seconds=run.client_cpu_seconds,
+        refusals=dict(refusals.most_common()),
         errors=[f"{n} × {text}" for text, n in errors.most_common(5)],
     )
+
+
+def _problem_code(answer: Answer) -> str:
+    try:
+        body = answer.json()
+    except orjson.JSONDecodeError:
+        return f"{answer.status} (not JSON)"
+    code = body.get("code") if isinstance(body, dict) else None
+    return f"{answer.status} {code}" if code else str(answer.status)
 
 
 async def area_counts(client: Client, stage: Stage) -> dict[str, int]:
@@ -421,7 +435,6 @@ async def scenario(
         run = await fire(
             calls,
             concurrency=plan.concurrency,
-            keep_body=lambda status: status == 201 or status >= 500 or status in {400, 401},
             on_answer=tick,
         )
         rush = summarize(run, cpu_before, stack.cpu_seconds())
@@ -461,7 +474,7 @@ async def scenario(
     return report
 
 
-def _stack(plan: Plan, workdir: Path, admin_password: str) -> AbstractContextManager[stacks.Stack]:
+def open_stack(plan: Plan, workdir: Path, admin_password: str) -> AbstractContextManager[stacks.Stack]:
     settings = {
         "MARQUEE_ADMIN_EMAIL": ADMIN_EMAIL,
         "MARQUEE_ADMIN_PASSWORD": admin_password,
@@ -493,6 +506,6 @@ def run_flash_sale(
     with tempfile.TemporaryDirectory(prefix="marquee-bench-") as scratch:
         where = workdir or Path(scratch)
         progress("start", 0, 1)
-        with _stack(plan, where, admin_password) as stack:
+        with open_stack(plan, where, admin_password) as stack:
             progress("start", 1, 1)
             return asyncio.run(scenario(stack, plan, admin_password, progress))

@@ -36,7 +36,7 @@ from marquee.platform.problems import Problem, problem_response
 router = APIRouter()
 
 
-def booking_of(request: Request) -> svc.Booking:
+async def booking_of(request: Request) -> svc.Booking:
     booking: svc.Booking = request.app.state.booking
     return booking
 

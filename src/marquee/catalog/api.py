@@ -62,7 +62,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 
-def _catalog(request: Request) -> CatalogService:
+async def _catalog(request: Request) -> CatalogService:
     service: CatalogService = request.app.state.catalog
     return service
 

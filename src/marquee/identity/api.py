@@ -93,7 +93,7 @@ def install_error_table(app: FastAPI) -> None:
     app.add_exception_handler(IdentityError, on_identity_error)
 
 
-def identity_service(request: Request) -> IdentityService:
+async def identity_service(request: Request) -> IdentityService:
     service: IdentityService = request.app.state.identity
     return service
 

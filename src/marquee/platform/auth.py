@@ -156,11 +156,13 @@ def verifier_of(request: Request) -> AccessVerifier:
     return verifier
 
 
-def current_user(request: Request) -> Principal:
+# Dependencies are coroutines even when they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hand-off on every request.
+async def current_user(request: Request) -> Principal:
     return authenticate(verifier_of(request), request.headers.get("authorization"))
 
 
-def current_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def current_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.is_admin:
         raise Problem(403, "forbidden", "This needs the admin role.")
     return user

@@ -60,14 +60,20 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
     """An engine whose unqualified tables resolve to this service's own data.
 
     PostgreSQL: the service's schema via ``search_path`` (created by its first migration run).
-    SQLite: the file named by the URL, with WAL and a busy timeout so concurrent writers wait
-    instead of failing.
+    SQLite: the file named by the URL, with WAL, through one connection per process. SQLite
+    lets one writer in at a time, and a writer that finds the file locked sleeps in SQLite's
+    busy handler (up to 100 ms a try): under a rush, several pooled connections spend their
+    time in that back-off. One connection queues the statements in the event loop instead;
+    each takes microseconds, and no code holds a connection across a call to another service.
+    The busy timeout stays for other processes (the CLI) writing to the same file.
     """
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=30, connect_args={"timeout": 30}
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
