@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,7 +101,9 @@ def preflight(settings: Settings, services: tuple[str, ...], *, broker: bool = T
 
 
 def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
-    """Serve ``asgi`` on uvicorn as every Marquee process does (one worker, no access log)."""
+    """Serve ``asgi`` on uvicorn as every Marquee process does: one worker, uvloop when
+    installed, no access log (the gateway writes its own), no proxy-header rewriting (the
+    gateway decides whom to believe about X-Forwarded-For)."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -109,6 +112,7 @@ def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
         port=port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,
         lifespan="on",
         server_header=False,
         date_header=False,
@@ -124,9 +128,19 @@ def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
             console.print(banner, highlight=False)
         await task
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run())
     if not server.started:
         raise typer.Exit(code=1)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it is with uvicorn[standard]), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _configure_logging(settings: Settings, name: str) -> None:

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from marquee.bench import stack as stacks
-from marquee.bench.load import Answer, Call, Run, fire, percentile
+from marquee.bench.load import Answer, Call, Run, fire, percentile, run
 
 Mode = Literal["embedded", "distributed"]
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -265,9 +265,7 @@ def summarize(run: Run, cpu_before: dict[str, float], cpu_after: dict[str, float
         for answer in answers
         if answer.status == 0 or answer.status >= 500
     )
-    refusals = Counter(
-        _problem_code(answer) for answer in answers if 400 <= answer.status < 500
-    )
+    refusals = Counter(_problem_code(answer) for answer in answers if 400 <= answer.status < 500)
     return RushResult(
         attempts=len(answers),
         orders_created=len(sales),
@@ -474,7 +472,9 @@ async def scenario(
     return report
 
 
-def open_stack(plan: Plan, workdir: Path, admin_password: str) -> AbstractContextManager[stacks.Stack]:
+def open_stack(
+    plan: Plan, workdir: Path, admin_password: str
+) -> AbstractContextManager[stacks.Stack]:
     settings = {
         "MARQUEE_ADMIN_EMAIL": ADMIN_EMAIL,
         "MARQUEE_ADMIN_PASSWORD": admin_password,
@@ -508,4 +508,4 @@ def run_flash_sale(
         progress("start", 0, 1)
         with open_stack(plan, where, admin_password) as stack:
             progress("start", 1, 1)
-            return asyncio.run(scenario(stack, plan, admin_password, progress))
+            return run(scenario(stack, plan, admin_password, progress))

@@ -7,7 +7,6 @@ a Starlette route and as a FastAPI route.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from marquee.bench import stack as stacks
 from marquee.bench.load import Call, fire, percentile
+from marquee.bench.load import run as run_loop
 
 Kind = Literal["asgi", "starlette", "fastapi"]
 KINDS: tuple[Kind, ...] = ("asgi", "starlette", "fastapi")
@@ -93,7 +93,7 @@ def measure(kind: Kind, calls: list[Call], *, concurrency: int, workdir: Path) -
         stacks.wait_until_healthy([server])
         aimed = [replace(call, url=server.url + urlsplit(call.url).path) for call in calls]
         before = server.cpu_seconds()
-        run = asyncio.run(fire(aimed, concurrency=concurrency, keep_body=lambda _: False))
+        run = run_loop(fire(aimed, concurrency=concurrency, keep_body=lambda _: False))
         cpu = server.cpu_seconds() - before
     finally:
         stacks.stop([server])

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,14 @@ async def fire(
         run.finished = time.perf_counter()
         run.client_cpu_seconds = time.process_time() - cpu
     return run
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the same event loop the servers use (uvloop when installed)."""
+    from marquee.cli import event_loop_factory
+
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(coro)
 
 
 def percentile(sorted_values: Sequence[float], share: float) -> float:

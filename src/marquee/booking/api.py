@@ -180,6 +180,7 @@ async def on_booking_error(request: Request, exc: Exception) -> Response:
 
 @router.post("/api/v1/orders", status_code=201, response_model=OrderOut)
 async def place_order(
+    request: Request,
     body: PlaceOrderIn,
     user: CurrentUser,
     booking: BookingDep,
@@ -187,7 +188,17 @@ async def place_order(
 ) -> Response:
     """Hold seats and create a pending order (the seed's scenario 1, step 4)."""
     cmd = svc.PlaceOrder(body.session_id, body.seat_area_id, body.quantity)
-    placed = await booking.place_order(user, cmd, idempotency_key=idempotency_key)
+    try:
+        placed = await booking.place_order(user, cmd, idempotency_key=idempotency_key)
+    except domain.InsufficientInventory as exc:
+        max_age = request.app.state.kernel.settings.sold_out_max_age_seconds
+        if exc.available > 0 or idempotency_key is not None or max_age <= 0:
+            raise
+        # Sold out: the same answer awaits everyone who asks the same; the gateway may give it
+        # without asking again for a moment (gateway/refusals.py).
+        p = problem_for(exc)
+        headers = {**p.headers, "Marquee-Refusal-Max-Age": f"{max_age:g}"}
+        return problem_response(p.status, p.code, p.detail, headers=headers, **p.extra)
     if placed.created:
         return render(OrderOut.of(placed.order), 201)
     return render(OrderOut.of(placed.order), 200, {"Idempotent-Replayed": "true"})

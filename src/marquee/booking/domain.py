@@ -240,14 +240,20 @@ class Order:
 
 def check_purchase(offer: Offer, quantity: int, already_ordered: int) -> None:
     """Raise unless a buyer holding ``already_ordered`` live seats may order ``quantity`` more."""
+    check_terms(offer, quantity, already_ordered)
+    if offer.available < quantity:
+        raise InsufficientInventory(offer.available, quantity)
+
+
+def check_terms(offer: Offer, quantity: int, already_ordered: int) -> None:
+    """``check_purchase`` without the seats left: the terms of sale alone (on sale, quantity,
+    per-buyer limit), for callers whose seats are decided elsewhere (a counter, a hold)."""
     if not offer.on_sale:
         raise NotOnSale(f"session {offer.session_id} is not on sale")
     if not 1 <= quantity <= offer.per_user_limit:
         raise QuantityOutOfRange(quantity, offer.per_user_limit)
     if already_ordered + quantity > offer.per_user_limit:
         raise PerUserLimitExceeded(offer.per_user_limit, already_ordered, quantity)
-    if offer.available < quantity:
-        raise InsufficientInventory(offer.available, quantity)
 
 
 def place(

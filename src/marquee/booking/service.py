@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -87,6 +88,28 @@ from marquee.platform.transport import ServiceError, UpstreamTimeout, UpstreamUn
 log = logging.getLogger("marquee.booking")
 
 Clock = Callable[[], datetime]
+
+
+async def _ready(value: Offer) -> Offer:
+    return value
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+async def _single_flight(
+    flights: dict[K, asyncio.Future[V]], key: K, make: Callable[[], Awaitable[V]]
+) -> V:
+    """``make()``'s result, with one call in flight per key: callers arriving meanwhile wait
+    for that call instead of making their own. One waiter giving up (cancelled) does not
+    cancel the call the others wait for."""
+    flight = flights.get(key)
+    if flight is None:
+        flight = asyncio.ensure_future(make())
+        flights[key] = flight
+        flight.add_done_callback(lambda _: flights.pop(key, None))
+    return await asyncio.shield(flight)
 
 
 def utc_now() -> datetime:
@@ -266,6 +289,7 @@ class Booking:
         lock_wait: float = 3.0,
         payment_timeout: float = 15.0,
         sweep_batch: int = 100,
+        terms_max_age: float = 1.0,
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -284,6 +308,9 @@ class Booking:
         # Areas whose counters this instance has used; the reconciler corrects them.
         self.seen_areas: set[tuple[str, str]] = set()
         self._seeding: dict[str, asyncio.Future[Offer]] = {}
+        self.terms_max_age = terms_max_age
+        self._offers: dict[tuple[str, str], tuple[float, Offer]] = {}
+        self._offer_flights: dict[tuple[str, str], asyncio.Future[Offer]] = {}
         self.seat_lock = SeatLock(cache, ttl=lock_ttl, wait=lock_wait)
 
     # == placing an order (the hot path) ====================================================
@@ -341,13 +368,9 @@ class Booking:
         """Create a missing counter from Catalog's availability, once per area per process:
         when a rush opens, every buyer finds the counter missing, and all but the first wait
         for that first answer instead of each asking Catalog."""
-        seeding = self._seeding.get(key)
-        if seeding is None:
-            seeding = asyncio.ensure_future(self._seed(key, session_id, area_id))
-            self._seeding[key] = seeding
-            seeding.add_done_callback(lambda _: self._seeding.pop(key, None))
-        # shield: one waiter giving up must not cancel the seeding the others wait for.
-        return await asyncio.shield(seeding)
+        return await _single_flight(
+            self._seeding, key, lambda: self._seed(key, session_id, area_id)
+        )
 
     async def _seed(self, key: str, session_id: str, area_id: str) -> Offer:
         offer = await self._offer(session_id, area_id)
@@ -363,12 +386,21 @@ class Booking:
         idempotency_key: str | None,
         request_hash: str,
     ) -> Placed:
-        await self._verify_buyer(buyer.user_id)
-        if offer is None:
-            offer = await self._offer(cmd.session_id, cmd.area_id)
-        async with self.engine.connect() as conn:
-            already = await repo.quota_used(conn, buyer.user_id, cmd.session_id)
-        domain.check_purchase(offer, cmd.quantity, already)
+        # Three independent look-ups at once; the buyer's own problem is reported first.
+        verified, terms, already = await asyncio.gather(
+            self._verify_buyer(buyer.user_id),
+            self._terms(cmd.session_id, cmd.area_id) if offer is None else _ready(offer),
+            self._quota_used(buyer.user_id, cmd.session_id),
+            return_exceptions=True,
+        )
+        for outcome in (verified, terms, already):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(terms, Offer)
+        assert isinstance(already, int)
+        offer = terms
+        # The seats themselves were taken from the counter and Catalog's hold decides them.
+        domain.check_terms(offer, cmd.quantity, already)
 
         order_id = OrderId(new_id())
         now = self.clock()
@@ -433,6 +465,31 @@ class Booking:
             raise DependencyUnavailable("identity", str(exc)) from None
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
             raise DependencyUnavailable("identity", str(exc)) from None
+
+    async def _quota_used(self, user_id: str, session_id: str) -> int:
+        async with self.engine.connect() as conn:
+            return await repo.quota_used(conn, user_id, session_id)
+
+    async def _terms(self, session_id: str, area_id: str) -> Offer:
+        """The area's offer, as Catalog gave it at most ``terms_max_age`` seconds ago (one
+        request to Catalog per area at a time, however many buyers wait for it).
+
+        Its terms (on sale, price shown, per-buyer limit) may be that old; its ``available``
+        is not used: the counter and Catalog's hold decide the seats, and Catalog's hold
+        also refuses an area taken off sale since and sets the price charged.
+        """
+        key = (session_id, area_id)
+        kept = self._offers.get(key)
+        now = time.monotonic()
+        if kept is not None and now - kept[0] < self.terms_max_age:
+            return kept[1]
+        offer = await _single_flight(
+            self._offer_flights, key, lambda: self._offer(session_id, area_id)
+        )
+        if len(self._offers) >= 1024:
+            self._offers.clear()
+        self._offers[key] = (now, offer)
+        return offer
 
     async def _offer(self, session_id: str, area_id: str) -> Offer:
         try:

@@ -38,6 +38,7 @@ from marquee.gateway.clientip import client_ip
 from marquee.gateway.edgeauth import Access, required_access
 from marquee.gateway.limits import rate_limit_headers, rate_limit_policy, retry_after
 from marquee.gateway.openapi import MergedDocument
+from marquee.gateway.refusals import Key, SharedRefusals, without_max_age
 from marquee.gateway.routing import route
 from marquee.platform import telemetry
 from marquee.platform.auth import TokenError, bearer_token, unauthorized
@@ -47,6 +48,7 @@ from marquee.platform.metrics import (
     GATEWAY_IN_FLIGHT,
     GATEWAY_WAITING,
     RATE_LIMITED,
+    SHARED_REFUSALS,
     SHED,
     UNCOUNTED_ROUTES,
     UPSTREAM_ERRORS,
@@ -175,6 +177,7 @@ class Gateway:
             for name in self.upstreams
         }
         self.trusted = s.trusted_networks
+        self.refusals = SharedRefusals()
         self.rate = s.rate_limit_per_second
         self.burst = s.burst
         self.policy_header = (b"ratelimit-policy", rate_limit_policy(self.rate, self.burst))
@@ -375,6 +378,20 @@ class Gateway:
         except _TooLarge:
             await _too_large()(scope, receive, send)
             return
+        shared: Key | None = None
+        if scope["method"] == "POST" and not any(
+            name == b"idempotency-key" for name, _ in scope["headers"]
+        ):
+            shared = self.refusals.key("POST", scope["path"], scope["query_string"], body)
+            kept = self.refusals.find(shared) if shared is not None else None
+            if kept is not None:
+                SHARED_REFUSALS.labels(service).inc()
+                status, kept_headers, payload = kept.render(request_id_var.get() or "-")
+                await send(
+                    {"type": "http.response.start", "status": status, "headers": kept_headers}
+                )
+                await send({"type": "http.response.body", "body": payload})
+                return
         admission = self.admission[service]
         try:
             await admission.acquire()
@@ -431,6 +448,11 @@ class Gateway:
             for k, v in answer.headers
             if k.lower() not in _DROP_RESPONSE_HEADERS
         ]
+        if 200 <= answer.status < 300 and scope["method"] not in ("GET", "HEAD"):
+            self.refusals.forget()
+        elif shared is not None:
+            self.refusals.keep(shared, answer.status, response_headers, answer.body)
+        response_headers = without_max_age(response_headers)
         if answer.status not in _NO_BODY_STATUSES:
             response_headers.append((b"content-length", b"%d" % len(answer.body)))
         await send(

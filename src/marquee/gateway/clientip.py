@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Parsing an address costs more than the rest of the decision; the same few peers and
+# clients come back request after request, so answers are remembered (bounded).
+_REMEMBERED = 65536
 
-def _trusted(address: str, networks: Sequence[Network]) -> bool:
+
+@lru_cache(maxsize=_REMEMBERED)
+def _valid(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -16,7 +30,7 @@ def _trusted(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
-def client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address for rate limiting.
 
     X-Forwarded-For is believed only from a trusted peer, and then walked from the right past
@@ -27,9 +41,7 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) 
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        if not _valid(hop):
             return peer
         if not _trusted(hop, trusted):
             return hop

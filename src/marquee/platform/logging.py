@@ -124,5 +124,11 @@ def configure_logging(
         handler.addFilter(ContextFilter(default_service))
         root.addHandler(handler)
     root.setLevel(level)
+    # Neither format shows where a call came from, nor thread or process: don't collect them
+    # (the logging HOWTO's "Optimization" settings; findCaller walks the stack per record).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for noisy in ("uvicorn.access", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -56,6 +56,12 @@ SHED = Counter(
     " (queue_full) or the wait for a slot ran out (queue_timeout), by upstream.",
     ["service", "reason"],
 )
+SHARED_REFUSALS = Counter(
+    "marquee_gateway_shared_refusals_total",
+    "Requests the gateway answered itself with a refusal its upstream marked as shared"
+    " (Marquee-Refusal-Max-Age: the sold-out answer during a rush), by upstream.",
+    ["service"],
+)
 UPSTREAM_ERRORS = Counter(
     "marquee_gateway_upstream_errors_total",
     "Proxied requests that got no usable answer from their upstream, by upstream and kind"

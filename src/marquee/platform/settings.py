@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     notification_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     payment_window_seconds: int = Field(default=900, ge=1)
+    # How long the gateway may repeat Booking's sold-out answer to identical order requests
+    # without asking Booking (see gateway/refusals.py); 0: every attempt goes to Booking.
+    sold_out_max_age_seconds: float = Field(default=1.0, ge=0, le=60)
     payment_provider: Literal["sandbox"] = "sandbox"
     # Ed25519 key signing e-tickets (PEM, or base64 of the 32 raw private bytes); every
     # booking instance must share it. Unset: generated once under data_dir/keys.

@@ -6,8 +6,11 @@ import asyncio
 import random
 import secrets
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError
 
 from marquee.platform.cache import RateDecision, TakeResult
 from marquee.platform.ratelimit import check_limits
@@ -114,6 +117,66 @@ class RedisLock:
         return f"RedisLock(key={self.key!r})"
 
 
+class _Batched:
+    """One Lua script, its concurrent calls sent together as one pipeline.
+
+    Under a rush many callers run the same script at once (every request's rate-limit check,
+    say). Each call joins the batch that the next flush sends; while one pipeline is out, new
+    calls gather for the next. Every call is still its own atomic script run in Redis, in
+    arrival order; a batch costs one network write and one read instead of one of each per
+    call. A call's error (a lost connection, a timeout) fails the calls of its batch only.
+    """
+
+    def __init__(self, client: Redis, lua: str) -> None:
+        self._client = client
+        self._script = client.register_script(lua)
+        self._pending: list[tuple[Sequence[str], Sequence[str], asyncio.Future[Any]]] = []
+        self._flushing = False
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._run(batch)
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+    async def _run(self, batch: list[tuple[Sequence[str], Sequence[str], Any]]) -> list[Any]:
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args, _ in batch:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                # Redis lost its scripts (a restart, SCRIPT FLUSH): load it and run the batch
+                # again. NOSCRIPT means the script did not run, so nothing runs twice.
+                await self._client.script_load(self._script.script)
+                continue
+            return results
+        raise AssertionError("unreachable")
+
+
 class RedisCache:
     """The ``Cache`` port on Redis; every key is stored as ``prefix + key``.
 
@@ -153,7 +216,7 @@ class RedisCache:
         self._release_script = self._client.register_script(_RELEASE)
         self._extend_script = self._client.register_script(_EXTEND)
         self._take_script = self._client.register_script(_TAKE)
-        self._rate_limit_script = self._client.register_script(_RATE_LIMIT)
+        self._rate_limit_script = _Batched(self._client, _RATE_LIMIT)
 
     def __repr__(self) -> str:
         return f"RedisCache(prefix={self.prefix!r})"
@@ -247,7 +310,7 @@ class RedisCache:
         """
         check_limits(rate=rate, burst=burst, cost=cost)
         allowed, remaining, retry_after, reset_after = await self._rate_limit_script(
-            keys=[self.prefix + key], args=[repr(float(rate)), burst, cost]
+            [self.prefix + key], [repr(float(rate)), str(burst), str(cost)]
         )
         return RateDecision(
             allowed=bool(allowed),
