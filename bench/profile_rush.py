@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -24,7 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from marquee.bench import flashsale, stack
-from marquee.bench.load import fire
+from marquee.bench.load import fire, run
 
 
 def hottest(raw: Path, top: int) -> str:
@@ -59,11 +58,22 @@ async def rush(plan: flashsale.Plan, running: stack.Stack, password: str, out: P
         for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
             target = out / f"{process.name}-{process.port}.{suffix}"
             recorders.append(
-                subprocess.Popen(  # noqa: S603
-                    [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(process.popen.pid), "--format", fmt,
-                     "--rate", "200", "--output", str(target), "--nonblocking"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                await asyncio.create_subprocess_exec(
+                    *[
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "--pid",
+                        str(process.popen.pid),
+                        "--format",
+                        fmt,
+                        "--rate",
+                        "200",
+                        "--output",
+                        str(target),
+                        "--nonblocking",
+                    ],
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
                 )
             )
     await asyncio.sleep(1.0)
@@ -74,11 +84,13 @@ async def rush(plan: flashsale.Plan, running: stack.Stack, password: str, out: P
     for recorder in recorders:
         recorder.send_signal(2)
     for recorder in recorders:
-        recorder.wait(timeout=60)
-    print(f"{result.attempts} attempts in {result.drain_seconds:.2f}s "
-          f"({result.attempts_per_second:.0f}/s), statuses {result.statuses}, "
-          f"refusals {result.refusals}, server CPU {result.server_cpu_seconds}, "
-          f"latency {result.latency_ms}, last sale {result.last_sale_seconds}, errors {result.errors}")
+        await asyncio.wait_for(recorder.wait(), 60)
+    print(
+        f"{result.attempts} attempts in {result.drain_seconds:.2f}s "
+        f"({result.attempts_per_second:.0f}/s), statuses {result.statuses}, "
+        f"refusals {result.refusals}, server CPU {result.server_cpu_seconds}, "
+        f"latency {result.latency_ms}, last sale {result.last_sale_seconds}, errors {result.errors}"
+    )
     for process in running.processes:
         raw = out / f"{process.name}-{process.port}.txt"
         if raw.exists():
@@ -105,9 +117,11 @@ def main() -> None:
         booking=args.booking,
     )
     password = "Bench" + secrets.token_urlsafe(12) + "9"
-    with tempfile.TemporaryDirectory() as workdir:
-        with flashsale.open_stack(plan, Path(workdir), password) as running:
-            asyncio.run(rush(plan, running, password, args.out))
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        flashsale.open_stack(plan, Path(workdir), password) as running,
+    ):
+        run(rush(plan, running, password, args.out))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from marquee.bench import stack
+
 POSTGRES_URL = os.environ.get(
     "MARQUEE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
@@ -50,31 +52,22 @@ def unique(prefix: str) -> str:
 
 async def create_postgres_database() -> str:
     """Make a private database for one test session; returns its SQLAlchemy URL."""
-    import asyncpg
-
     why = reachable(POSTGRES_URL, 5432)
     if why:
         unavailable("PostgreSQL", POSTGRES_URL, why)
-    plain = POSTGRES_URL.replace("+asyncpg", "")
-    name = unique("marquee_test_")
-    conn = await asyncpg.connect(plain, timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}"
+    return await stack.create_database(POSTGRES_URL, prefix="marquee_test_")
 
 
 async def drop_postgres_database(url: str) -> None:
-    import asyncpg
+    await stack.drop_database(url)
 
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+
+def require_postgres() -> str:
+    """The server URL (database ``postgres``) when reachable, else skip or fail."""
+    why = reachable(POSTGRES_URL, 5432)
+    if why:
+        unavailable("PostgreSQL", POSTGRES_URL, why)
+    return POSTGRES_URL
 
 
 def require_redis() -> str:
@@ -92,15 +85,7 @@ def require_nats() -> str:
 
 
 async def delete_redis_prefix(url: str, prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await stack.delete_cache_prefix(url, prefix)
 
 
 def run(coro: object) -> object:

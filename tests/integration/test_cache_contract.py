@@ -499,3 +499,49 @@ async def test_ping_fails_fast_when_redis_is_unreachable() -> None:
         assert elapsed_since(start) < 2.0
     finally:
         await cache.close()
+
+
+async def test_concurrent_rate_limit_checks_on_one_key_grant_exactly_the_burst(
+    cache: Cache,
+) -> None:
+    decisions = await asyncio.gather(
+        *(cache.rate_limit("rush", rate=0.001, burst=10) for _ in range(50))
+    )
+
+    assert sum(d.allowed for d in decisions) == 10
+    # In arrival order: the first ten were let in, counting down what is left.
+    assert [d.remaining for d in decisions[:10]] == list(range(9, -1, -1))
+    assert not any(d.allowed for d in decisions[10:])
+
+
+@pytest.mark.redis
+async def test_batched_rate_limits_survive_redis_losing_its_scripts(
+    redis_url: str, redis_prefix: str
+) -> None:
+    cache = RedisCache(redis_url, prefix=redis_prefix)
+    raw = Redis.from_url(redis_url)
+    try:
+        await cache.rate_limit("warm", rate=1.0, burst=5)
+        await raw.script_flush()
+
+        decisions = await asyncio.gather(
+            *(cache.rate_limit(f"key-{n}", rate=1.0, burst=5) for n in range(8))
+        )
+
+        assert all(d.allowed and d.remaining == 4 for d in decisions)
+    finally:
+        await raw.aclose()
+        await cache.close()
+
+
+async def test_a_batch_of_rate_limit_checks_fails_together_and_the_next_one_runs() -> None:
+    cache = RedisCache("redis://127.0.0.1:1/0", prefix="nowhere:", connect_timeout=0.5)
+    try:
+        for _ in range(2):  # the second batch is sent too, and fails the same way
+            outcomes = await asyncio.gather(
+                *(cache.rate_limit(f"k{n}", rate=1.0, burst=5) for n in range(3)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(o, RedisConnectionError) for o in outcomes)
+    finally:
+        await cache.close()

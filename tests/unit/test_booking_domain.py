@@ -435,3 +435,33 @@ class OrderLifecycle(RuleBasedStateMachine):
 
 TestOrderLifecycle = OrderLifecycle.TestCase
 TestOrderLifecycle.settings = settings(max_examples=100, stateful_step_count=25, deadline=None)
+
+
+@given(
+    limit=st.integers(1, 10),
+    already=st.integers(0, 12),
+    quantity=st.integers(-2, 12),
+    available=st.integers(0, 20),
+    on_sale=st.booleans(),
+)
+def test_the_terms_are_the_purchase_rules_without_the_stock(
+    limit: int, already: int, quantity: int, available: int, on_sale: bool
+) -> None:
+    """check_terms (the order path, whose seats the counter and Catalog decide) refuses exactly
+    what check_purchase refuses, except for the seats left."""
+    terms = offer(per_user_limit=limit, available=available, on_sale=on_sale)
+    refused_by_terms: type[Exception] | None = None
+    try:
+        domain.check_terms(terms, quantity, already)
+    except (NotOnSale, QuantityOutOfRange, PerUserLimitExceeded) as exc:
+        refused_by_terms = type(exc)
+    refused_by_purchase: type[Exception] | None = None
+    try:
+        domain.check_purchase(terms, quantity, already)
+    except (NotOnSale, QuantityOutOfRange, PerUserLimitExceeded, InsufficientInventory) as exc:
+        refused_by_purchase = type(exc)
+    if refused_by_purchase is InsufficientInventory:
+        assert refused_by_terms is None
+        assert available < quantity
+    else:
+        assert refused_by_purchase is refused_by_terms

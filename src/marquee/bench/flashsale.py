@@ -34,6 +34,7 @@ Mode = Literal["embedded", "distributed"]
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 ADMIN_EMAIL = "bench-admin@marquee.local"
+SETTLE_SECONDS = 1.5
 PASSWORD = "BenchPass123"  # noqa: S105 - the benchmark's own throwaway accounts
 
 
@@ -363,6 +364,10 @@ async def pay_and_resell(
             break
         await asyncio.sleep(0.25)
     returned_after = time.monotonic() - waited_from
+    # Booking gives the seats back to its availability counter just after cancelling, and a
+    # gateway may repeat a sold-out answer for up to a second (gateway/refusals.py): let both
+    # settle before selling again.
+    await asyncio.sleep(SETTLE_SECONDS)
 
     # Sell the returned seats again: one more attempt from every buyer.
     resale = await fire(order_calls(client.base, stage, buyers, 1), concurrency=plan.concurrency)
@@ -370,7 +375,7 @@ async def pay_and_resell(
     after = await area_counts(client, stage)
     result = {
         "paid": paid,
-        "payment_answers": status_counts(paid_run.answers),
+        "payment_answers": dict(Counter(str(a.status) for a in paid_run.answers)),
         "lapsed": unpaid,
         "orders_expired": expired,
         "seats_back_after_seconds": round(returned_after, 2),

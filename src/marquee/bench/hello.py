@@ -41,7 +41,10 @@ async def bare_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(_BODY)),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": _BODY})

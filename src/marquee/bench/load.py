@@ -14,8 +14,8 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
+from yarl import URL
 
 T = TypeVar("T")
 
@@ -61,8 +61,88 @@ class Run:
         return self.finished - self.started
 
 
-def connector(concurrency: int) -> aiohttp.TCPConnector:
-    return aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=None)
+class _Connection:
+    """One keep-alive HTTP/1.1 connection, one request at a time.
+
+    The load generator shares the machine with the servers it measures, so it is kept lean:
+    requests are written as ready-made bytes and answers are read by Content-Length (or
+    chunks), with none of a general client's header handling. Any trouble closes the
+    connection; the next request opens a new one.
+    """
+
+    def __init__(self) -> None:
+        self._address: tuple[str, int] | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def send(self, address: tuple[str, int], request: bytes) -> tuple[int, bytes]:
+        if self._writer is None or self._address != address:
+            self.close()
+            self._reader, self._writer = await asyncio.open_connection(*address)
+            self._address = address
+        assert self._reader is not None
+        self._writer.write(request)
+        try:
+            head = await self._reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            self.close()
+            raise ConnectionResetError("the server closed the connection") from None
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = -1
+        chunked = closing = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                closing = b"close" in value.lower()
+        if chunked:
+            body = await self._read_chunks()
+        elif length >= 0:
+            body = await self._reader.readexactly(length)
+        else:
+            body = await self._reader.read()
+            closing = True
+        if closing:
+            self.close()
+        return status, body
+
+    async def _read_chunks(self) -> bytes:
+        assert self._reader is not None
+        parts: list[bytes] = []
+        while True:
+            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self._reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await self._reader.readexactly(size))
+            await self._reader.readexactly(2)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+def encode(call: Call) -> tuple[tuple[str, int], bytes]:
+    """The address to connect to and the request's bytes."""
+    url = URL(call.url)
+    host, port = url.host or "127.0.0.1", url.port or 80
+    lines = [
+        f"{call.method} {url.raw_path_qs} HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"X-Forwarded-For: {call.client}",
+    ]
+    if call.token:
+        lines.append(f"Authorization: Bearer {call.token}")
+    if call.body or call.method not in ("GET", "HEAD"):
+        lines.append("Content-Type: application/json")
+        lines.append(f"Content-Length: {len(call.body)}")
+    return (host, port), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + call.body
 
 
 async def fire(
@@ -73,50 +153,43 @@ async def fire(
     keep_body: Callable[[int], bool] = lambda status: True,
     on_answer: Callable[[Answer], None] | None = None,
 ) -> Run:
-    """Send ``calls`` with at most ``concurrency`` in flight; answers come back in completion
-    order. ``keep_body(status)`` says whose bodies to keep (the rest are read and dropped)."""
+    """Send ``calls`` over at most ``concurrency`` connections, one request in flight on each;
+    answers come back in completion order. ``keep_body(status)`` says whose bodies to keep."""
     pending = iter(calls)
     run = Run()
-    limits = aiohttp.ClientTimeout(total=timeout)
-    json_type = {"Content-Type": "application/json"}
 
-    async def worker(http: aiohttp.ClientSession) -> None:
-        for call in pending:
-            headers = {"X-Forwarded-For": call.client}
-            if call.body:
-                headers.update(json_type)
-            if call.token:
-                headers["Authorization"] = f"Bearer {call.token}"
-            started = time.perf_counter()
-            try:
-                async with http.request(
-                    call.method, call.url, data=call.body or None, headers=headers
-                ) as response:
-                    body = await response.read()
-                    status = response.status
+    async def worker() -> None:
+        connection = _Connection()
+        try:
+            for call in pending:
+                address, request = encode(call)
+                started = time.perf_counter()
                 error = ""
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status, body, error = 0, b"", f"{type(exc).__name__}: {exc}"
-            answer = Answer(
-                call.tag,
-                status,
-                started,
-                time.perf_counter(),
-                body if keep_body(status) else b"",
-                error,
-            )
-            run.answers.append(answer)
-            if on_answer is not None:
-                on_answer(answer)
+                try:
+                    async with asyncio.timeout(timeout):
+                        status, body = await connection.send(address, request)
+                except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+                    connection.close()
+                    status, body, error = 0, b"", f"{type(exc).__name__}: {exc}"
+                answer = Answer(
+                    call.tag,
+                    status,
+                    started,
+                    time.perf_counter(),
+                    body if keep_body(status) else b"",
+                    error,
+                )
+                run.answers.append(answer)
+                if on_answer is not None:
+                    on_answer(answer)
+        finally:
+            connection.close()
 
-    async with aiohttp.ClientSession(
-        connector=connector(concurrency), timeout=limits, auto_decompress=False
-    ) as http:
-        cpu = time.process_time()
-        run.started = time.perf_counter()
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-        run.finished = time.perf_counter()
-        run.client_cpu_seconds = time.process_time() - cpu
+    cpu = time.process_time()
+    run.started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.finished = time.perf_counter()
+    run.client_cpu_seconds = time.process_time() - cpu
     return run
 
 

@@ -90,7 +90,9 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far, per process (``booking-1``, ``booking-2``... when several)."""
+        """CPU seconds used so far, per process (``booking-1``, ``booking-2``... when several),
+        and in distributed mode by the servers it uses (all of their processes on this
+        machine: ``postgres``, ``redis``, ``nats``)."""
         counts = Counter(p.name for p in self.processes)
         seen: Counter[str] = Counter()
         used: dict[str, float] = {}
@@ -100,7 +102,23 @@ class Stack:
             if counts[name] > 1:
                 name = f"{name}-{seen[name]}"
             used[name] = process.cpu_seconds()
+        if self.mode == "distributed":
+            used.update(infrastructure_cpu_seconds())
         return used
+
+
+INFRASTRUCTURE = {"postgres": "postgres", "redis-server": "redis", "nats-server": "nats"}
+
+
+def infrastructure_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by every PostgreSQL, Redis and NATS process on this machine."""
+    used = dict.fromkeys(INFRASTRUCTURE.values(), 0.0)
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        label = INFRASTRUCTURE.get(process.info["name"] or "")
+        times = process.info["cpu_times"]
+        if label is not None and times is not None:
+            used[label] += float(times.user + times.system)
+    return used
 
 
 def free_port() -> int:

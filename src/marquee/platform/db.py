@@ -85,10 +85,15 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
+    # A fixed pool: callers beyond ``pool_size`` wait for a connection. Overflow connections
+    # would be opened under load and closed as soon as they are returned (a PostgreSQL
+    # backend started and torn down per request in a rush), and a 2-core server gains
+    # nothing from more concurrent statements anyway.
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=30,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"server_settings": {"search_path": schema}, "timeout": 5},

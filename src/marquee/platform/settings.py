@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     catalog_database_url: str | None = None
     booking_database_url: str | None = None
     notification_database_url: str | None = None
-    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
 
     cache_url: str = "memory://"
     cache_prefix: str = "marquee:"
