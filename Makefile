@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check lint typecheck unit cluster clean
+.PHONY: help run test check lint typecheck unit cluster bench bench-distributed clean
 
 help:
 	@echo "make run     start Marquee on embedded defaults at http://127.0.0.1:8000"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make check   lint and type-check only"
 	@echo "make cluster every service as its own process on PostgreSQL, Redis and NATS"
+	@echo "make bench   the hot-sale benchmark, all-in-one (make bench-distributed: on PostgreSQL, Redis, NATS)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,15 @@ test: check
 	$(BIN)/pytest --ignore=tests/browser
 	$(BIN)/pytest tests/browser
 
+
+# The hot sale: 1,000 buyers x 10 attempts for 100 tickets, with the hello-world baseline.
+bench: $(VENV)/.installed-run
+	@mkdir -p var
+	$(BIN)/marquee bench flash-sale --baseline --json var/bench-embedded.json
+
+bench-distributed: $(VENV)/.installed-run
+	@mkdir -p var
+	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --baseline --json var/bench-distributed.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,12 @@
 """Profile Marquee's processes during a hot sale with py-spy.
 
 Starts Marquee (embedded or distributed), sets the stage and registers the buyers like
-``marquee bench flash-sale``, then records every server process with ``py-spy record`` while
-the rush runs, and prints each process's hottest functions (own time and total time).
+``marquee bench flash-sale``, then runs the rush ``--rounds`` times against the same area
+(the first sells out, the later ones are all refusals) and records every server process with
+``py-spy record`` during round ``--profile``, printing each process's hottest functions.
 
-    .venv/bin/python bench/profile_rush.py --mode distributed --buyers 300 --attempts 20
+    .venv/bin/python bench/profile_rush.py --mode distributed --buyers 200 --attempts 25
+    .venv/bin/python bench/profile_rush.py --mode distributed --rounds 3 --profile 0
 
 Needs py-spy (``pip install py-spy``) and permission to attach to the processes (ptrace).
 Flame graphs (SVG) are left in --out.
@@ -46,13 +48,8 @@ def hottest(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-async def rush(plan: flashsale.Plan, running: stack.Stack, password: str, out: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        client = flashsale.Client(http, running.url)
-        stage = await flashsale.set_stage(client, plan, password)
-        buyers = await flashsale.register_buyers(
-            client, plan.buyers, secrets.token_hex(4), lambda *_: None
-        )
+async def record(running: stack.Stack, out: Path) -> list[asyncio.subprocess.Process]:
+    """Start ``py-spy record`` on every process of the stack (raw stacks and a flame graph)."""
     recorders = []
     for process in running.processes:
         for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
@@ -77,20 +74,46 @@ async def rush(plan: flashsale.Plan, running: stack.Stack, password: str, out: P
                 )
             )
     await asyncio.sleep(1.0)
-    calls = flashsale.order_calls(running.url, stage, buyers, plan.attempts)
-    before = running.cpu_seconds()
-    run = await fire(calls, concurrency=plan.concurrency)
-    result = flashsale.summarize(run, before, running.cpu_seconds())
-    for recorder in recorders:
-        recorder.send_signal(2)
-    for recorder in recorders:
-        await asyncio.wait_for(recorder.wait(), 60)
-    print(
-        f"{result.attempts} attempts in {result.drain_seconds:.2f}s "
-        f"({result.attempts_per_second:.0f}/s), statuses {result.statuses}, "
-        f"refusals {result.refusals}, server CPU {result.server_cpu_seconds}, "
-        f"latency {result.latency_ms}, last sale {result.last_sale_seconds}, errors {result.errors}"
-    )
+    return recorders
+
+
+async def rush(
+    plan: flashsale.Plan,
+    running: stack.Stack,
+    password: str,
+    *,
+    rounds: int,
+    profiled: int | None,
+    out: Path,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        client = flashsale.Client(http, running.url)
+        stage = await flashsale.set_stage(client, plan, password)
+        buyers = await flashsale.register_buyers(
+            client, plan.buyers, secrets.token_hex(4), lambda *_: None
+        )
+    for number in range(1, rounds + 1):
+        recorders = await record(running, out) if number == profiled else []
+        calls = flashsale.order_calls(running.url, stage, buyers, plan.attempts)
+        before = running.cpu_seconds()
+        run = await fire(calls, concurrency=plan.concurrency)
+        result = flashsale.summarize(run, before, running.cpu_seconds())
+        for recorder in recorders:
+            recorder.send_signal(2)
+        for recorder in recorders:
+            await asyncio.wait_for(recorder.wait(), 60)
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in result.server_cpu_seconds.items())
+        print(
+            f"round {number}: {result.attempts} attempts in {result.drain_seconds:.2f} s "
+            f"= {result.attempts_per_second:,.0f}/s; statuses {result.statuses}; "
+            f"last sale {result.last_sale_seconds or 0:.2f} s; "
+            f"p50/p99 {result.latency_ms['p50']:.0f}/{result.latency_ms['p99']:.0f} ms; "
+            f"CPU s: {cpu}; load generator {result.client_cpu_seconds:.2f}; "
+            f"errors {result.errors}",
+            flush=True,
+        )
+    if profiled is None:
+        return
     for process in running.processes:
         raw = out / f"{process.name}-{process.port}.txt"
         if raw.exists():
@@ -105,6 +128,8 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--booking", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="rushes, one after another")
+    parser.add_argument("--profile", type=int, default=1, help="which round to profile (0: none)")
     parser.add_argument("--out", type=Path, default=Path("var/profile"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +146,16 @@ def main() -> None:
         tempfile.TemporaryDirectory() as workdir,
         flashsale.open_stack(plan, Path(workdir), password) as running,
     ):
-        run(rush(plan, running, password, args.out))
+        run(
+            rush(
+                plan,
+                running,
+                password,
+                rounds=args.rounds,
+                profiled=args.profile or None,
+                out=args.out,
+            )
+        )
 
 
 if __name__ == "__main__":
