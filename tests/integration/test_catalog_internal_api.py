@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from marquee.catalog.app import create_app
-from marquee.catalog.client import CatalogClient
+from marquee.catalog.client import CatalogClient, HoldRequest
 from marquee.catalog.demo import OTHER_SHOWS
 from marquee.catalog.domain import SHOW_STATUSES
 from marquee.catalog.models import reservations, seat_areas
@@ -216,3 +216,53 @@ async def test_restarting_does_not_load_the_demo_data_twice(
             ShowFilter(SHOW_STATUSES), page=1, page_size=100
         )
     assert page.total == 1 + len(OTHER_SHOWS)
+
+
+async def test_a_batch_of_holds_gets_one_answer_each_in_order(client: CatalogClient) -> None:
+    await client.reserve("order-1", *SEED, 2, soon())
+    holds = [
+        HoldRequest("order-1", *SEED, 2, soon()),  # a replay
+        HoldRequest("order-2", *SEED, 40, soon()),
+        HoldRequest("order-3", *SEED, 4, soon()),  # 3 left
+        HoldRequest("order-4", *SEED, 3, soon()),
+        HoldRequest("order-5", "session-001", "nowhere", 1, soon()),
+    ]
+
+    answers = await client.reserve_many(holds)
+
+    assert [(a.reservation_id, a.status) for a in answers] == [
+        ("order-1", 200),
+        ("order-2", 201),
+        ("order-3", 409),
+        ("order-4", 201),
+        ("order-5", 404),
+    ]
+    assert answers[1].reservation is not None
+    assert answers[1].reservation.available == 3
+    assert answers[2].problem is not None
+    assert (answers[2].problem["code"], answers[2].problem["available"]) == (
+        "insufficient_inventory",
+        3,
+    )
+    assert answers[4].problem is not None
+    assert answers[4].problem["code"] == "not_found"
+    assert (await client.check_availability(*SEED)).available == 0
+
+
+async def test_a_malformed_batch_is_one_422_problem(client: CatalogClient) -> None:
+    twice = {
+        "reservation_id": "same",
+        "session_id": "session-001",
+        "area_id": "vip-a",
+        "quantity": 1,
+        "expires_at": soon().isoformat(),
+    }
+    for body in ({"reservations": []}, {"reservations": [twice, twice]}):
+        answer = await client.transport.request(
+            "POST",
+            "/internal/reservations/batch",
+            body=orjson.dumps(body),
+            headers=[("content-type", "application/json")],
+        )
+        assert answer.status == 422, body
+        assert answer.json()["code"] == "validation_error"

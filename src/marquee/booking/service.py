@@ -76,7 +76,7 @@ from marquee.booking.payments import (
 )
 from marquee.booking.seatlock import SeatLock
 from marquee.booking.tickets import ForgedTicket, TicketClaims, TicketSigner, qr_png
-from marquee.catalog.client import Availability, CatalogClient, Reservation
+from marquee.catalog.client import Availability, CatalogClient, HoldRequest, Reservation
 from marquee.identity.client import IdentityClient
 from marquee.platform.auth import Principal
 from marquee.platform.broker import Event
@@ -311,7 +311,13 @@ class Booking:
         self.terms_max_age = terms_max_age
         self._offers: dict[tuple[str, str], tuple[float, Offer]] = {}
         self._offer_flights: dict[tuple[str, str], asyncio.Future[Offer]] = {}
-        self.seat_lock = SeatLock(cache, ttl=lock_ttl, wait=lock_wait)
+        self.seat_lock: SeatLock[HoldRequest, Reservation] = SeatLock(
+            cache,
+            ttl=lock_ttl,
+            wait=lock_wait,
+            run_batch=self._reserve_batch,
+            undo=self._undo_hold,
+        )
 
     # == placing an order (the hot path) ====================================================
 
@@ -507,17 +513,9 @@ class Booking:
     ) -> Reservation:
         """Reserve through Catalog under the area's seat lock (see ``seatlock``)."""
         lock_key = seat_lock_key(cmd.session_id, cmd.area_id)
-
-        async def reserve() -> Reservation:
-            return await self.catalog.reserve(
-                order_id, cmd.session_id, cmd.area_id, cmd.quantity, expires_at
-            )
-
-        async def undo(_: Reservation) -> None:
-            await self._release_hold(order_id)
-
+        hold = HoldRequest(order_id, cmd.session_id, cmd.area_id, cmd.quantity, expires_at)
         try:
-            return await self.seat_lock.run(lock_key, reserve, undo)
+            return await self.seat_lock.run(lock_key, hold)
         except LockTimeout:
             raise SeatsBusy(lock_key) from None
         except ServiceError as exc:
@@ -536,6 +534,20 @@ class Booking:
             # The hold may have been made before the answer was lost: undo it, idempotently.
             await self._release_hold(order_id)
             raise DependencyUnavailable("catalog", str(exc)) from None
+
+    async def _reserve_batch(self, holds: list[HoldRequest]) -> list[Reservation | Exception]:
+        """One Catalog call for a batch of holds; each answer as ``catalog.reserve`` would
+        have given it (a hold, or the ServiceError carrying its problem)."""
+        answers = await self.catalog.reserve_many(holds)
+        return [
+            answer.reservation
+            if answer.reservation is not None and answer.status < 300
+            else ServiceError("catalog", answer.status, answer.problem)
+            for answer in answers
+        ]
+
+    async def _undo_hold(self, hold: HoldRequest, _: Reservation) -> None:
+        await self._release_hold(hold.reservation_id)
 
     async def _release_hold(self, order_id: str) -> bool:
         """Compensation: give a hold back to Catalog. Never raises; a hold that cannot be

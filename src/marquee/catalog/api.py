@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import Response
 
 from marquee.catalog import repository as repo
-from marquee.catalog.client import Availability
+from marquee.catalog.client import Availability, HoldAnswer, HoldBatch, HoldRequest
 from marquee.catalog.client import Reservation as ReservationOut
 from marquee.catalog.domain import (
     SHOW_STATUSES,
@@ -36,6 +36,7 @@ from marquee.catalog.schemas import (
     AdminSessionList,
     AdminShow,
     AdminShowPage,
+    ReserveBatchRequest,
     ReserveRequest,
     SeatAreaCreate,
     SeatAreaPatch,
@@ -55,7 +56,7 @@ from marquee.catalog.schemas import (
 )
 from marquee.catalog.service import CatalogService
 from marquee.platform.auth import current_admin
-from marquee.platform.problems import problem_response
+from marquee.platform.problems import problem_body, problem_response
 
 JSON = "application/json"
 MAX_PAGE_SIZE = 100
@@ -120,10 +121,14 @@ ERRORS: dict[type[CatalogError], ErrorRule] = {
 }
 
 
+def _rule(exc: CatalogError) -> ErrorRule:
+    return next(rule for kind, rule in ERRORS.items() if isinstance(exc, kind))
+
+
 def install_error_table(app: FastAPI) -> None:
     async def on_catalog_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CatalogError)
-        status, code, extra = next(rule for kind, rule in ERRORS.items() if isinstance(exc, kind))
+        status, code, extra = _rule(exc)
         return problem_response(status, code, str(exc), **extra(exc))
 
     app.add_exception_handler(CatalogError, on_catalog_error)
@@ -312,6 +317,36 @@ async def reserve_seats(catalog: Catalog, body: ReserveRequest) -> Response:
     """201 with a new hold; 200 with the same hold when the request is replayed."""
     reservation, created = await catalog.reserve(**body.model_dump())
     return render(reservation, 201 if created else 200)
+
+
+@internal.post("/reservations/batch", response_model=HoldBatch)
+async def reserve_seats_batch(catalog: Catalog, body: ReserveBatchRequest) -> Response:
+    """Many holds in one transaction; one answer per hold, in order, each what
+    ``POST /internal/reservations`` would have answered it alone (200 for the batch)."""
+    outcomes = await catalog.reserve_many(
+        [HoldRequest(**request.model_dump()) for request in body.reservations]
+    )
+    answers = []
+    for request, outcome in zip(body.reservations, outcomes, strict=True):
+        if isinstance(outcome, CatalogError):
+            status, code, extra = _rule(outcome)
+            answers.append(
+                HoldAnswer(
+                    reservation_id=request.reservation_id,
+                    status=status,
+                    problem=problem_body(status, code, str(outcome), **extra(outcome)),
+                )
+            )
+        else:
+            reservation, created = outcome
+            answers.append(
+                HoldAnswer(
+                    reservation_id=request.reservation_id,
+                    status=201 if created else 200,
+                    reservation=reservation,
+                )
+            )
+    return render(HoldBatch(answers=answers))
 
 
 @internal.post("/reservations/{reservation_id}/confirm", response_model=ReservationOut)

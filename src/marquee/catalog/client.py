@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -46,6 +48,31 @@ class Reservation(BaseModel):
     unit_price: Decimal
     currency: str
     available: int  # what is left in the area after this call
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequest:
+    """One hold asked for in a batch."""
+
+    reservation_id: str
+    session_id: str
+    area_id: str
+    quantity: int
+    expires_at: datetime
+
+
+class HoldAnswer(BaseModel):
+    """One answer of a batch of holds: the hold (``status`` 201 new, 200 replayed), or the
+    problem ``reserve`` would have raised for that request alone (``status`` 404, 409...)."""
+
+    reservation_id: str
+    status: int
+    reservation: Reservation | None = None
+    problem: dict[str, Any] | None = None
+
+
+class HoldBatch(BaseModel):
+    answers: list[HoldAnswer]
 
 
 class CatalogClient(ServiceClient):
@@ -93,6 +120,27 @@ class CatalogClient(ServiceClient):
             },
         )
         return Reservation.model_validate(data)
+
+    async def reserve_many(self, holds: Sequence[HoldRequest]) -> list[HoldAnswer]:
+        """Many holds in one call (one Catalog transaction); an answer per hold, in order."""
+        data = await self._timed(
+            "ReserveSeatsBatch",
+            "POST",
+            "/internal/reservations/batch",
+            json={
+                "reservations": [
+                    {
+                        "reservation_id": hold.reservation_id,
+                        "session_id": hold.session_id,
+                        "area_id": hold.area_id,
+                        "quantity": hold.quantity,
+                        "expires_at": hold.expires_at.isoformat(),
+                    }
+                    for hold in holds
+                ]
+            },
+        )
+        return HoldBatch.model_validate(data).answers
 
     async def confirm(self, reservation_id: str) -> Reservation:
         """The held seats become sold (payment). Idempotent; 409 if the hold was released."""

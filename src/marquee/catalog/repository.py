@@ -374,7 +374,9 @@ async def get_area(conn: AsyncConnection, area_id: str) -> SeatArea | None:
     return None if row is None else _area(row)
 
 
-async def area_context(conn: AsyncConnection, session_id: str, area_id: str) -> AreaContext | None:
+async def area_context(
+    conn: AsyncConnection, session_id: str, area_id: str, *, lock: bool = False
+) -> AreaContext | None:
     """The area ``area_id`` if it belongs to session ``session_id``, with its surroundings."""
     query = (
         select(*_labelled(seat_areas, sessions, shows, venues))
@@ -385,6 +387,9 @@ async def area_context(conn: AsyncConnection, session_id: str, area_id: str) -> 
         )
         .where(seat_areas.c.id == area_id, seat_areas.c.session_id == session_id)
     )
+    if lock:
+        # The area's row only: its counters are what a batch of holds decides on.
+        query = query.with_for_update(of=seat_areas)
     row = await _one(conn, query)
     if row is None:
         return None
@@ -540,6 +545,43 @@ async def insert_reservation(conn: AsyncConnection, res: Reservation, now: datet
         .on_conflict_do_nothing(index_elements=[reservations.c.id])
     )
     return result.rowcount == 1
+
+
+async def reservations_by_id(
+    conn: AsyncConnection, reservation_ids: Sequence[str]
+) -> dict[str, Reservation]:
+    if not reservation_ids:
+        return {}
+    rows = await conn.execute(select(reservations).where(reservations.c.id.in_(reservation_ids)))
+    return {row.id: _reservation(row) for row in rows.mappings()}
+
+
+async def insert_new_reservations(
+    conn: AsyncConnection, holds: Sequence[Reservation], now: datetime
+) -> None:
+    """Insert reservations known not to exist yet, in one round trip. A concurrent insert of
+    one of their IDs makes this raise IntegrityError (the caller reruns its transaction)."""
+    if not holds:
+        return
+    await conn.execute(
+        insert(reservations),
+        [
+            {
+                "id": res.reservation_id,
+                "session_id": res.session_id,
+                "area_id": res.area_id,
+                "quantity": res.quantity,
+                "status": res.status,
+                "release_reason": res.release_reason,
+                "unit_price_minor": to_minor(res.unit_price),
+                "currency": res.currency,
+                "expires_at": res.expires_at,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for res in holds
+        ],
+    )
 
 
 async def change_status(

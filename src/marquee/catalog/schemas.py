@@ -320,3 +320,10 @@ class ReserveRequest(_Request):
     area_id: Identifier
     quantity: Annotated[int, Field(ge=1, le=10_000)]
     expires_at: AwareDatetime
+
+
+MAX_BATCH = 1000
+
+
+class ReserveBatchRequest(_Request):
+    reservations: Annotated[list[ReserveRequest], Field(min_length=1, max_length=MAX_BATCH)]
