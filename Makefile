@@ -56,7 +56,7 @@ bench: $(VENV)/.installed-run
 
 bench-distributed: $(VENV)/.installed-run
 	@mkdir -p var
-	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --baseline --json var/bench-distributed.json
+	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --gateways 2 --baseline --json var/bench-distributed.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

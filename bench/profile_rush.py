@@ -94,7 +94,7 @@ async def rush(
         )
     for number in range(1, rounds + 1):
         recorders = await record(running, out) if number == profiled else []
-        calls = flashsale.order_calls(running.url, stage, buyers, plan.attempts)
+        calls = flashsale.order_calls(running.gateways, stage, buyers, plan.attempts)
         before = running.cpu_seconds()
         run = await fire(calls, concurrency=plan.concurrency)
         result = flashsale.summarize(run, before, running.cpu_seconds())

@@ -43,7 +43,16 @@ def flash_sale(
     attempts: Annotated[int, typer.Option(min=1, help="Purchase attempts per buyer.")] = 10,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 200,
     booking: Annotated[int, typer.Option(min=1, help="Booking instances (distributed).")] = 2,
-    gateways: Annotated[int, typer.Option(min=1, help="Gateway processes (distributed).")] = 1,
+    gateways: Annotated[
+        int, typer.Option(min=1, help="Gateway processes (distributed); attempts alternate.")
+    ] = 2,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rushes, each on a new show by the same buyers; the median one is reported.",
+        ),
+    ] = 1,
     payments: Annotated[
         float | None,
         typer.Option(
@@ -93,6 +102,7 @@ def flash_sale(
         gateways=gateways,
         payments=payments,
         payment_window=payment_window,
+        rounds=rounds,
         postgres_url=postgres_url,
         redis_url=redis_url,
         nats_url=nats_url,
@@ -157,12 +167,18 @@ def _baseline(plan: Plan, report: Report, progress: Any) -> dict[str, Any]:
     calls = list(order_calls("http://127.0.0.1", stage, fake, plan.attempts))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="marquee-hello-") as workdir:
-        for i, kind in enumerate(hello.KINDS):
-            progress("baseline", i, len(hello.KINDS))
-            results[kind] = hello.measure(
-                kind, calls, concurrency=plan.concurrency, workdir=Path(workdir)
+        steps = len(hello.KINDS) * plan.rounds
+        measured: dict[str, list[dict[str, Any]]] = {kind: [] for kind in hello.KINDS}
+        for step in range(steps):  # kinds in turn, round after round
+            progress("baseline", step, steps)
+            turn = hello.KINDS[step % len(hello.KINDS)]
+            measured[turn].append(
+                hello.measure(turn, calls, concurrency=plan.concurrency, workdir=Path(workdir))
             )
-        progress("baseline", len(hello.KINDS), len(hello.KINDS))
+        progress("baseline", steps, steps)
+        for name, runs in measured.items():
+            ranked = sorted(runs, key=lambda r: float(r["requests_per_second"]))
+            results[name] = ranked[len(ranked) // 2]  # the median round
     ours = report.rush.attempts_per_second
     refusals = report.rush.sold_out_refusals_per_second
     fastapi = results["fastapi"]["requests_per_second"]
@@ -187,6 +203,7 @@ def render(report: Report) -> Table:
         "all-in-one (embedded)"
         if plan["mode"] == "embedded"
         else f"distributed, {plan['booking']} booking, {plan['gateways']} gateway"
+        + ("s" if plan["gateways"] > 1 else "")
     )
     table = Table(
         title=f"Flash sale: {plan['tickets']} tickets, {plan['buyers']} buyers × "
@@ -197,7 +214,7 @@ def render(report: Report) -> Table:
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [
-        ("attempts", _n(rush.attempts)),
+        ("attempts (median round)" if len(report.rounds) > 1 else "attempts", _n(rush.attempts)),
         ("orders created", _n(rush.orders_created)),
         ("tickets held or sold", _n(report.area["reserved"] + report.area["sold"])),
         ("oversold (reserved + sold − capacity)", _n(report.oversold)),
@@ -222,6 +239,15 @@ def render(report: Report) -> Table:
         ),
         ("load generator CPU (s)", _n(rush.client_cpu_seconds, 2)),
     ]
+    if len(report.rounds) > 1:
+        for number, summary in enumerate(report.rounds, 1):
+            rows.append(
+                (
+                    f"round {number}: drain s · attempts/s · p99 ms",
+                    f"{summary['drain_seconds']:.2f} · {summary['attempts_per_second']:,.0f}"
+                    f" · {summary['p99_ms']:,.0f}",
+                )
+            )
     if report.payments:
         pay = report.payments
         rows += [
