@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--booking", type=int, default=2)
+    parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="rushes, one after another")
     parser.add_argument("--profile", type=int, default=1, help="which round to profile (0: none)")
     parser.add_argument("--out", type=Path, default=Path("var/profile"))
@@ -140,6 +141,7 @@ def main() -> None:
         attempts=args.attempts,
         concurrency=args.concurrency,
         booking=args.booking,
+        gateways=args.gateways,
     )
     password = "Bench" + secrets.token_urlsafe(12) + "9"
     with (

@@ -100,6 +100,9 @@ def preflight(settings: Settings, services: tuple[str, ...], *, broker: bool = T
         raise fail(str(exc)) from None
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
     """Serve ``asgi`` on uvicorn as every Marquee process does: one worker, uvloop when
     installed, no access log (the gateway writes its own), no proxy-header rewriting (the
@@ -116,6 +119,10 @@ def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
         lifespan="on",
         server_header=False,
         date_header=False,
+        # Longer than any client of ours keeps an idle connection (aiohttp: 15 s): the client
+        # closes first. The other way round, a request can be written to a connection the
+        # server is closing, and a POST so lost cannot be retried safely (a spurious 502).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

@@ -64,7 +64,7 @@ def flash_sale(
     ] = None,
     payment_window: Annotated[
         int, typer.Option(min=1, help="Payment window in seconds when --payments is given.")
-    ] = 5,
+    ] = 20,
     baseline: Annotated[
         bool,
         typer.Option(

@@ -49,7 +49,7 @@ class Plan:
     gateways: int = 2  # gateway processes (distributed); attempts alternate between them
     per_user_limit: int = 4
     payments: float | None = None  # share of orders paid; the rest lapse
-    payment_window: int = 5  # seconds, with payments
+    payment_window: int = 20  # seconds, with payments (longer than a rush lasts)
     rounds: int = 1  # rushes, each on a new show, by the same buyers
     postgres_url: str = stacks.POSTGRES_URL
     redis_url: str = stacks.REDIS_URL
@@ -314,6 +314,15 @@ async def area_counts(client: Client, stage: Stage) -> dict[str, int]:
     return {key: int(area[key]) for key in ("capacity", "reserved", "sold", "available")}
 
 
+async def cancelled_among(client: Client, stage: Stage, order_ids: list[str]) -> int:
+    """How many of these orders are cancelled (expired), as the admin API shows them."""
+    found = 0
+    for order_id in order_ids:
+        order = await client.call("GET", f"/api/v1/orders/{order_id}", token=stage.admin)
+        found += order["status"] == "cancelled"
+    return found
+
+
 async def orders_total(client: Client, stage: Stage, status: str | None = None) -> int:
     query = "?page_size=1" + (f"&status={status}" if status else "")
     page = await client.call("GET", f"/api/v1/admin/orders{query}", token=stage.admin)
@@ -351,13 +360,15 @@ async def pay_and_resell(
             by_index[index].address,
             body,
             by_index[index].token,
-            index,
+            position,  # the tag: which of ``paying`` this is
         )
-        for index, order_id in paying
+        for position, (index, order_id) in enumerate(paying)
     ]
     paid_run = await fire(calls, concurrency=min(plan.concurrency, 50))
     paid = sum(1 for answer in paid_run.answers if answer.status == 200)
     unpaid = len(sold) - paid
+    paid_ids = {paying[answer.tag][1] for answer in paid_run.answers if answer.status == 200}
+    lapsing = [order_id for _, order_id in sold if order_id not in paid_ids]
 
     # The rest lapse at the end of the payment window: Booking's sweeper cancels them and
     # gives their seats back (to Catalog and to the availability counter).
@@ -365,7 +376,7 @@ async def pay_and_resell(
     deadline = waited_from + plan.payment_window + 60
     while True:
         area = await area_counts(client, stage)
-        expired = await orders_total(client, stage, "cancelled")
+        expired = await cancelled_among(client, stage, lapsing)
         progress("expire", expired, unpaid)
         if (area["reserved"] == 0 and expired >= unpaid) or time.monotonic() > deadline:
             break

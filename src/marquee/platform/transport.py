@@ -199,6 +199,8 @@ class AsgiTransport(_TracedTransport):
         return None
 
 
+IDLE_CONNECTION_SECONDS = 15.0
+
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
@@ -228,8 +230,13 @@ class HttpTransport(_TracedTransport):
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use so it binds to the running event loop.
         if self._session is None or self._session.closed:
+            # Idle connections are dropped well before the server would close them (Marquee's
+            # processes keep them 75 s), so a request never meets a connection being closed.
             connector = aiohttp.TCPConnector(
-                limit=self.connections, limit_per_host=self.connections, ttl_dns_cache=300
+                limit=self.connections,
+                limit_per_host=self.connections,
+                ttl_dns_cache=300,
+                keepalive_timeout=IDLE_CONNECTION_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
