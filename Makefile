@@ -49,14 +49,14 @@ test: check
 	$(BIN)/pytest tests/browser
 
 
-# The hot sale: 1,000 buyers x 10 attempts for 100 tickets, with the hello-world baseline.
+# The hot sale: 1,000 buyers x 10 attempts for 100 tickets, three rounds, with the hello-world baseline.
 bench: $(VENV)/.installed-run
 	@mkdir -p var
-	$(BIN)/marquee bench flash-sale --baseline --json var/bench-embedded.json
+	$(BIN)/marquee bench flash-sale --rounds 3 --baseline --json var/bench-embedded.json
 
 bench-distributed: $(VENV)/.installed-run
 	@mkdir -p var
-	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --gateways 2 --baseline --json var/bench-distributed.json
+	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --gateways 2 --rounds 3 --baseline --json var/bench-distributed.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
