@@ -382,7 +382,8 @@ class Gateway:
         if scope["method"] == "POST" and not any(
             name == b"idempotency-key" for name, _ in scope["headers"]
         ):
-            shared = self.refusals.key("POST", scope["path"], scope["query_string"], body)
+            query = scope.get("query_string", b"")
+            shared = self.refusals.key("POST", scope["path"], query, body)
             kept = self.refusals.find(shared) if shared is not None else None
             if kept is not None:
                 SHARED_REFUSALS.labels(service).inc()
