@@ -132,13 +132,14 @@ class _Batched:
         self._script = client.register_script(lua)
         self._pending: list[tuple[Sequence[str], Sequence[str], asyncio.Future[Any]]] = []
         self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
