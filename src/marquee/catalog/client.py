@@ -60,6 +60,16 @@ class HoldRequest:
     quantity: int
     expires_at: datetime
 
+    def to_json(self) -> dict[str, Any]:
+        """The body of ``POST /internal/reservations`` (and one item of a batch)."""
+        return {
+            "reservation_id": self.reservation_id,
+            "session_id": self.session_id,
+            "area_id": self.area_id,
+            "quantity": self.quantity,
+            "expires_at": self.expires_at.isoformat(),
+        }
+
 
 class HoldAnswer(BaseModel):
     """One answer of a batch of holds: the hold (``status`` 201 new, 200 replayed), or the
@@ -107,17 +117,9 @@ class CatalogClient(ServiceClient):
         expires_at: datetime,
     ) -> Reservation:
         """Hold seats until ``expires_at``. Idempotent by ``reservation_id``."""
+        hold = HoldRequest(reservation_id, session_id, area_id, quantity, expires_at)
         data = await self._timed(
-            "ReserveSeats",
-            "POST",
-            "/internal/reservations",
-            json={
-                "reservation_id": reservation_id,
-                "session_id": session_id,
-                "area_id": area_id,
-                "quantity": quantity,
-                "expires_at": expires_at.isoformat(),
-            },
+            "ReserveSeats", "POST", "/internal/reservations", json=hold.to_json()
         )
         return Reservation.model_validate(data)
 
@@ -127,18 +129,7 @@ class CatalogClient(ServiceClient):
             "ReserveSeatsBatch",
             "POST",
             "/internal/reservations/batch",
-            json={
-                "reservations": [
-                    {
-                        "reservation_id": hold.reservation_id,
-                        "session_id": hold.session_id,
-                        "area_id": hold.area_id,
-                        "quantity": hold.quantity,
-                        "expires_at": hold.expires_at.isoformat(),
-                    }
-                    for hold in holds
-                ]
-            },
+            json={"reservations": [hold.to_json() for hold in holds]},
         )
         return HoldBatch.model_validate(data).answers
 

@@ -520,6 +520,23 @@ async def get_reservation(conn: AsyncConnection, reservation_id: str) -> Reserva
     return None if row is None else _reservation(row)
 
 
+def _reservation_row(res: Reservation, now: datetime) -> dict[str, Any]:
+    """A new reservation's columns."""
+    return {
+        "id": res.reservation_id,
+        "session_id": res.session_id,
+        "area_id": res.area_id,
+        "quantity": res.quantity,
+        "status": res.status,
+        "release_reason": res.release_reason,
+        "unit_price_minor": to_minor(res.unit_price),
+        "currency": res.currency,
+        "expires_at": res.expires_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def insert_reservation(conn: AsyncConnection, res: Reservation, now: datetime) -> bool:
     """Insert the reservation unless one with its ID exists; False then (nothing written).
 
@@ -529,19 +546,7 @@ async def insert_reservation(conn: AsyncConnection, res: Reservation, now: datet
     upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = await conn.execute(
         upsert(reservations)
-        .values(
-            id=res.reservation_id,
-            session_id=res.session_id,
-            area_id=res.area_id,
-            quantity=res.quantity,
-            status=res.status,
-            release_reason=res.release_reason,
-            unit_price_minor=to_minor(res.unit_price),
-            currency=res.currency,
-            expires_at=res.expires_at,
-            created_at=now,
-            updated_at=now,
-        )
+        .values(**_reservation_row(res, now))
         .on_conflict_do_nothing(index_elements=[reservations.c.id])
     )
     return result.rowcount == 1
@@ -563,25 +568,7 @@ async def insert_new_reservations(
     one of their IDs makes this raise IntegrityError (the caller reruns its transaction)."""
     if not holds:
         return
-    await conn.execute(
-        insert(reservations),
-        [
-            {
-                "id": res.reservation_id,
-                "session_id": res.session_id,
-                "area_id": res.area_id,
-                "quantity": res.quantity,
-                "status": res.status,
-                "release_reason": res.release_reason,
-                "unit_price_minor": to_minor(res.unit_price),
-                "currency": res.currency,
-                "expires_at": res.expires_at,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for res in holds
-        ],
-    )
+    await conn.execute(insert(reservations), [_reservation_row(res, now) for res in holds])
 
 
 async def change_status(

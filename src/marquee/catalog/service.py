@@ -725,16 +725,7 @@ class CatalogService:
                 if await repo.get_reservation(conn, reservation_id) is not None:
                     raise ReservationConflictError(reservation_id)
                 raise NotFoundError("seat area", f"{session_id}/{area_id}")
-            hold = Reservation(
-                ReservationId(reservation_id),
-                SessionId(session_id),
-                AreaId(area_id),
-                quantity,
-                "held",
-                expires_at,
-                ctx.area.price,
-                ctx.area.currency,
-            )
+            hold = _new_hold(reservation_id, session_id, area_id, quantity, expires_at, ctx.area)
             if not await repo.insert_reservation(conn, hold, now):
                 return await self._replay(conn, reservation_id, session_id, area_id, quantity)
             # Checked after the insert so that a replay is answered even once sales closed.
@@ -805,15 +796,13 @@ class CatalogService:
                         answers[index] = exc
                         continue
                     left -= request.quantity
-                    hold = Reservation(
-                        ReservationId(request.reservation_id),
-                        SessionId(session_id),
-                        AreaId(area_id),
+                    hold = _new_hold(
+                        request.reservation_id,
+                        session_id,
+                        area_id,
                         request.quantity,
-                        "held",
                         expires_at,
-                        ctx.area.price,
-                        ctx.area.currency,
+                        ctx.area,
                     )
                     granted.append(hold)
                     answers[index] = (_reservation_out(hold, left), True)
@@ -925,6 +914,27 @@ async def _must(found: Awaitable[T | None], kind: str, identifier: str) -> T:
     if value is None:
         raise NotFoundError(kind, identifier)
     return value
+
+
+def _new_hold(
+    reservation_id: str,
+    session_id: str,
+    area_id: str,
+    quantity: int,
+    expires_at: datetime,
+    area: SeatArea,
+) -> Reservation:
+    """A hold on ``area`` at its current price."""
+    return Reservation(
+        ReservationId(reservation_id),
+        SessionId(session_id),
+        AreaId(area_id),
+        quantity,
+        "held",
+        expires_at,
+        area.price,
+        area.currency,
+    )
 
 
 def _on_sale(show: Show, session: Session, now: datetime) -> bool:
