@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# Parsing an address costs more than the rest of the decision; the same few peers and
-# clients come back request after request, so answers are remembered (bounded).
-_REMEMBERED = 65536
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@lru_cache(maxsize=_REMEMBERED)
-def _valid(address: str) -> bool:
+@lru_cache(maxsize=65536)
+def _parsed(address: str) -> Address | None:
+    """The address, or None when it is not one. Parsing costs more than the rest of the
+    decision, and the same few peers and clients come back request after request."""
     try:
-        ipaddress.ip_address(address)
+        return ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return True
+        return None
 
 
-@lru_cache(maxsize=_REMEMBERED)
-def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    ip = _parsed(address)
+    return ip is not None and any(ip in network for network in networks)
 
 
-def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+def client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The client's address for rate limiting.
 
     X-Forwarded-For is believed only from a trusted peer, and then walked from the right past
@@ -41,7 +36,7 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _valid(hop):
+        if _parsed(hop) is None:
             return peer
         if not _trusted(hop, trusted):
             return hop
