@@ -131,37 +131,32 @@ class _Batched:
         self._client = client
         self._script = client.register_script(lua)
         self._pending: list[tuple[Sequence[str], Sequence[str], asyncio.Future[Any]]] = []
-        self._flushing = False
         self._flusher: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
-        if not self._flushing:
-            self._flushing = True
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    results = await self._run(batch)
-                except Exception as exc:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._run(batch)
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
                     continue
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._flushing = False
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     async def _run(self, batch: list[tuple[Sequence[str], Sequence[str], Any]]) -> list[Any]:
         for attempt in range(2):
