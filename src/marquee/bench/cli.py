@@ -160,10 +160,10 @@ def _progress() -> Progress:
 
 
 def _baseline(plan: Plan, report: Report, progress: Any) -> dict[str, Any]:
-    from marquee.bench.flashsale import Buyer, Stage
+    from marquee.bench.flashsale import Buyer, Stage, client_address
 
     stage = Stage("", "show", "session", "area")
-    fake = [Buyer(i, f"10.0.{i >> 8 & 255}.{i & 255}", "x") for i in range(plan.buyers)]
+    fake = [Buyer(i, client_address(i), "x") for i in range(plan.buyers)]
     calls = list(order_calls("http://127.0.0.1", stage, fake, plan.attempts))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="marquee-hello-") as workdir:

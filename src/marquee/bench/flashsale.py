@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ import aiohttp
 import orjson
 
 from marquee.bench import stack as stacks
-from marquee.bench.load import Answer, Call, Run, fire, percentile, run
+from marquee.bench.load import Answer, Call, Run, fire, latency_ms, run
 
 Mode = Literal["embedded", "distributed"]
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -259,13 +258,12 @@ def status_counts(answers: list[Answer]) -> dict[str, int]:
 
 def summarize(run: Run, cpu_before: dict[str, float], cpu_after: dict[str, float]) -> RushResult:
     answers = run.answers
-    latencies = sorted(answer.latency for answer in answers)
     sales = [answer.finished for answer in answers if answer.status == 201]
-    last_sale = max(sales) - run.started if sales else None
+    last_sale = max(sales) if sales else None
     refusals_rate = None
-    if sales:
-        after = [a for a in answers if a.started >= max(sales) and a.status == 409]
-        window = run.finished - max(sales)
+    if last_sale is not None:
+        after = [a for a in answers if a.started >= last_sale and a.status == 409]
+        window = run.finished - last_sale
         if after and window > 0:
             refusals_rate = len(after) / window
     errors = Counter(
@@ -282,15 +280,9 @@ def summarize(run: Run, cpu_before: dict[str, float], cpu_after: dict[str, float
         unanswered=sum(1 for answer in answers if answer.status == 0),
         drain_seconds=run.seconds,
         attempts_per_second=len(answers) / run.seconds if run.seconds else 0.0,
-        last_sale_seconds=last_sale,
+        last_sale_seconds=None if last_sale is None else last_sale - run.started,
         sold_out_refusals_per_second=refusals_rate,
-        latency_ms={
-            "p50": 1000 * percentile(latencies, 0.50),
-            "p95": 1000 * percentile(latencies, 0.95),
-            "p99": 1000 * percentile(latencies, 0.99),
-            "max": 1000 * (latencies[-1] if latencies else 0.0),
-            "mean": 1000 * (statistics.fmean(latencies) if latencies else 0.0),
-        },
+        latency_ms=latency_ms(answers),
         server_cpu_seconds={
             name: round(cpu_after.get(name, 0.0) - used, 3) for name, used in cpu_before.items()
         },
@@ -323,9 +315,8 @@ async def cancelled_among(client: Client, stage: Stage, order_ids: list[str]) ->
     return found
 
 
-async def orders_total(client: Client, stage: Stage, status: str | None = None) -> int:
-    query = "?page_size=1" + (f"&status={status}" if status else "")
-    page = await client.call("GET", f"/api/v1/admin/orders{query}", token=stage.admin)
+async def orders_total(client: Client, stage: Stage) -> int:
+    page = await client.call("GET", "/api/v1/admin/orders?page_size=1", token=stage.admin)
     return int(page["total"])
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from starlette.types import Receive, Scope, Send
 
 from marquee.bench import stack as stacks
-from marquee.bench.load import Call, fire, percentile
+from marquee.bench.load import Call, fire, latency_ms
 from marquee.bench.load import run as run_loop
 
 Kind = Literal["asgi", "starlette", "fastapi"]
@@ -100,7 +100,6 @@ def measure(kind: Kind, calls: list[Call], *, concurrency: int, workdir: Path) -
         cpu = server.cpu_seconds() - before
     finally:
         stacks.stop([server])
-    latencies = sorted(answer.latency for answer in run.answers)
     ok = sum(1 for answer in run.answers if answer.status == 200)
     return {
         "kind": kind,
@@ -108,10 +107,7 @@ def measure(kind: Kind, calls: list[Call], *, concurrency: int, workdir: Path) -
         "ok": ok,
         "seconds": run.seconds,
         "requests_per_second": len(run.answers) / run.seconds if run.seconds else 0.0,
-        "latency_ms": {
-            "p50": 1000 * percentile(latencies, 0.50),
-            "p99": 1000 * percentile(latencies, 0.99),
-        },
+        "latency_ms": latency_ms(run.answers),
         "server_cpu_seconds": round(cpu, 3),
         "client_cpu_seconds": run.client_cpu_seconds,
     }

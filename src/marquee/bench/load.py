@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -199,6 +200,18 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(coro)
+
+
+def latency_ms(answers: Sequence[Answer]) -> dict[str, float]:
+    """p50, p95, p99, max and mean latency of the answers, in milliseconds."""
+    latencies = sorted(answer.latency for answer in answers)
+    return {
+        "p50": 1000 * percentile(latencies, 0.50),
+        "p95": 1000 * percentile(latencies, 0.95),
+        "p99": 1000 * percentile(latencies, 0.99),
+        "max": 1000 * (latencies[-1] if latencies else 0.0),
+        "mean": 1000 * (statistics.fmean(latencies) if latencies else 0.0),
+    }
 
 
 def percentile(sorted_values: Sequence[float], share: float) -> float:
