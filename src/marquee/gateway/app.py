@@ -218,6 +218,7 @@ class Gateway:
         forwarded: bytes | None = None
         authorization: bytes | None = None
         length: bytes | None = None
+        idempotent = False
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 incoming = value
@@ -228,6 +229,8 @@ class Gateway:
                 authorization = value
             elif key == b"content-length":
                 length = value
+            elif key == b"idempotency-key":
+                idempotent = True
         request_id = accept_request_id(incoming.decode("latin-1") if incoming else None)
         context = request_id_var.set(request_id)
         method: str = scope["method"]
@@ -263,7 +266,9 @@ class Gateway:
             if refusal is not None:
                 await refusal(scope, receive, reply)
                 return
-            await self._proxy(scope, receive, reply, service, ip, length, head)
+            # Kept refusals answer only POSTs without an Idempotency-Key (gateway/refusals.py).
+            shareable = method == "POST" and not idempotent
+            await self._proxy(scope, receive, reply, service, ip, length, head, shareable)
         except _ClientGone:
             status = _CLIENT_CLOSED
         except Exception:
@@ -359,6 +364,7 @@ class Gateway:
         ip: str,
         length: bytes | None,
         head: bool,
+        shareable: bool,
     ) -> None:
         if length is not None:
             try:
@@ -379,9 +385,7 @@ class Gateway:
             await _too_large()(scope, receive, send)
             return
         shared: Key | None = None
-        if scope["method"] == "POST" and not any(
-            name == b"idempotency-key" for name, _ in scope["headers"]
-        ):
+        if shareable:
             query = scope.get("query_string", b"")
             shared = self.refusals.key("POST", scope["path"], query, body)
             kept = self.refusals.find(shared) if shared is not None else None
