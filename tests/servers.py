@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import uuid
 from urllib.parse import urlparse
 
 import pytest
@@ -46,8 +45,7 @@ def reachable(url: str, default_port: int) -> str | None:
         return str(exc)
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
+unique = stack.unique  # a private name: prefix plus 12 random hex digits
 
 
 async def create_postgres_database() -> str:
