@@ -18,14 +18,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade "pip>=24"
 
-# Reinstall only when the dependency list changes.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[nats]"
+# Exact versions come from uv.lock (`$(UV) lock` after editing pyproject.toml's dependencies);
+# uv itself is installed into the venv from PyPI, so a machine needs nothing but Python.
+UV := UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+SYNC := $(UV) sync --locked --inexact --python $(BIN)/python
+
+$(BIN)/uv: | $(BIN)/python
+	$(PIP) install "uv>=0.5,<1"
+
+# Reinstall only when the lock or the dependency list changes.
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(BIN)/uv
+	$(SYNC) --extra nats
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[nats,dev]"
-	@touch $@ $(VENV)/.installed-run
+$(VENV)/.installed-bench: pyproject.toml uv.lock | $(BIN)/uv
+	$(SYNC) --extra nats --extra bench
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml uv.lock | $(BIN)/uv
+	$(SYNC) --extra dev
+	@touch $@ $(VENV)/.installed-run $(VENV)/.installed-bench
 
 run: $(VENV)/.installed-run
 	$(BIN)/marquee up
@@ -50,11 +62,11 @@ test: check
 
 
 # The hot sale: 1,000 buyers x 10 attempts for 100 tickets, three rounds, with the hello-world baseline.
-bench: $(VENV)/.installed-run
+bench: $(VENV)/.installed-bench
 	@mkdir -p var
 	$(BIN)/marquee bench flash-sale --rounds 3 --baseline --json var/bench-embedded.json
 
-bench-distributed: $(VENV)/.installed-run
+bench-distributed: $(VENV)/.installed-bench
 	@mkdir -p var
 	$(BIN)/marquee bench flash-sale --mode distributed --booking 2 --gateways 2 --rounds 3 --baseline --json var/bench-distributed.json
 

@@ -60,7 +60,7 @@ async def record(running: stack.Stack, out: Path) -> list[asyncio.subprocess.Pro
                         str(Path(sys.executable).with_name("py-spy")),
                         "record",
                         "--pid",
-                        str(process.popen.pid),
+                        str(process.pid),
                         "--format",
                         fmt,
                         "--rate",

@@ -351,6 +351,8 @@ class NatsBroker:
         log.warning("nats %s: %r", redact(self.url), exc)
 
     async def _on_disconnected(self) -> None:
+        if self._nc is None:
+            return  # starting or closing: a disconnection then is ours, not news
         log.warning("disconnected from NATS at %s; reconnecting", redact(self.url))
 
     async def _on_reconnected(self) -> None:

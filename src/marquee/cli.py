@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import importlib
 import os
 import secrets
 import signal
-import subprocess
-import sys
-import time
+import socket
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from marquee.platform.settings import SERVICES, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from marquee.supervisor import Program
 
 app = typer.Typer(
     name="marquee",
@@ -45,12 +50,16 @@ def settings_from(**overrides: Any) -> Settings:
         raise fail(str(exc), "Fix or unset that environment variable and try again.") from None
 
 
-async def _preflight(settings: Settings, services: tuple[str, ...], *, broker: bool) -> None:
-    """Reach every dependency once before serving, so a bad URL is one line, not a traceback."""
+async def _preflight(
+    settings: Settings, services: tuple[str, ...], *, broker: bool, migrated: bool
+) -> None:
+    """Reach every dependency once before serving, so a bad URL is one line, not a traceback.
+    ``migrated``: each service's database must already be at this release's schema."""
     from marquee.platform import db
     from marquee.platform.broker import open_broker
     from marquee.platform.cache import open_cache
     from marquee.platform.kernel import StartupError
+    from marquee.platform.migrations import NotMigratedError, require_current
 
     cache = open_cache(settings.cache_url, prefix=settings.cache_prefix)
     try:
@@ -78,7 +87,7 @@ async def _preflight(settings: Settings, services: tuple[str, ...], *, broker: b
             await bus.close()
     for service in services:
         url = settings.database_url_for(service)
-        engine = db.create_engine(url, schema=service, pool_size=1)
+        engine = db.create_engine(url, schema=service, pool_size=1, pooler=settings.db_pooler)
         try:
             await asyncio.wait_for(db.ping(engine), 10)
         except Exception as exc:
@@ -87,28 +96,73 @@ async def _preflight(settings: Settings, services: tuple[str, ...], *, broker: b
                 f"{service} database unreachable at {where}: {exc or type(exc).__name__}"
                 " (start PostgreSQL, or unset MARQUEE_DATABASE_URL to use SQLite)"
             ) from None
+        try:
+            if migrated:
+                await require_current(engine, migrations_of(service), schema=service)
+        except NotMigratedError as exc:
+            raise StartupError(str(exc)) from None
         finally:
             await engine.dispose()
 
 
-def preflight(settings: Settings, services: tuple[str, ...], *, broker: bool = True) -> None:
+def preflight(
+    settings: Settings,
+    services: tuple[str, ...],
+    *,
+    broker: bool = True,
+    migrated: bool = False,
+) -> None:
     from marquee.platform.kernel import StartupError
 
     try:
-        asyncio.run(_preflight(settings, services, broker=broker))
+        asyncio.run(_preflight(settings, services, broker=broker, migrated=migrated))
     except StartupError as exc:
         raise fail(str(exc)) from None
+
+
+def migrations_of(service: str) -> Path:
+    """Where a service's Alembic scripts live."""
+    module = importlib.import_module(f"marquee.{service}.app")
+    location: Path = module.MIGRATIONS
+    return location
+
+
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The listening socket, bound before anything else happens, so that a busy port is one
+    line and not a traceback after migrations ran. ``reuse_port``: several processes may
+    listen on the port (SO_REUSEPORT); the kernel spreads connections between them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise fail(
+                f"port {port} on {host} is already in use",
+                f"Stop what listens there (ss -ltnp 'sport = :{port}'), or choose another"
+                " port: MARQUEE_PORT=N or --port N.",
+            ) from None
+        raise fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "Check MARQUEE_HOST and MARQUEE_PORT.",
+        ) from None
+    return sock
 
 
 KEEP_ALIVE_SECONDS = 75
 
 
-def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
-    """Serve ``asgi`` on uvicorn as every Marquee process does: one worker, uvloop when
-    installed, no access log (the gateway writes its own), no proxy-header rewriting (the
-    gateway decides whom to believe about X-Forwarded-For)."""
+def serve_asgi(asgi: Any, sock: socket.socket, banner: str | None) -> None:
+    """Serve ``asgi`` on uvicorn, on the bound ``sock``, as every Marquee process does: one
+    worker, uvloop when installed, no access log (the gateway writes its own), no proxy-header
+    rewriting (the gateway decides whom to believe about X-Forwarded-For)."""
     import uvicorn
 
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         asgi,
         host=host,
@@ -128,7 +182,7 @@ def serve_asgi(asgi: Any, host: str, port: int, banner: str | None) -> None:
     server = uvicorn.Server(config)
 
     async def run() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.05)
         if server.started and banner:
@@ -150,13 +204,15 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _configure_logging(settings: Settings, name: str) -> None:
+def _configure_logging(settings: Settings, name: str, *, files: bool) -> None:
+    """Log lines to stdout; ``files``: also to rotated per-service files (all-in-one mode,
+    where they are what ``marquee trace`` reads)."""
     from marquee.platform.logging import configure_logging
 
     configure_logging(
         settings.log_level,
         settings.log_format,
-        settings.data_dir / "logs",
+        settings.data_dir / "logs" if files else None,
         default_service=name,
     )
 
@@ -197,7 +253,8 @@ def up(
                 "admin_password": _local_admin_password(settings),
             }
         )
-    _configure_logging(settings, "marquee")
+    sock = listen(settings.host, settings.port)
+    _configure_logging(settings, "marquee", files=True)
     preflight(settings, SERVICES)
     from marquee.compose import all_in_one
 
@@ -217,22 +274,36 @@ def up(
         gateway = all_in_one(settings)
     except StartupError as exc:
         raise fail(str(exc)) from None
-    serve_asgi(gateway, settings.host, settings.port, banner)
+    serve_asgi(gateway, sock, banner)
 
 
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help=f"One of: {', '.join(RUNNABLE)}.")],
-    port: Annotated[int, typer.Option(help="Port to listen on.")],
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on [MARQUEE_PORT].", show_default=False)
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on [MARQUEE_HOST].")] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            help="Let several processes listen on this port (SO_REUSEPORT); the kernel"
+            " spreads connections between them."
+        ),
+    ] = False,
 ) -> None:
-    """Run one service (or the gateway) in this process, for distributed mode."""
+    """Run one service (or the gateway) in this process, for distributed mode.
+
+    Its database must already be migrated (`marquee migrate`); it logs to stdout only
+    (MARQUEE_LOG_FORMAT=json for log shippers).
+    """
     if service not in RUNNABLE:
         raise fail(f"unknown service {service!r}", f"Choose one of: {', '.join(RUNNABLE)}.")
     settings = settings_from(host=host)
-    _configure_logging(settings, service)
+    sock = listen(settings.host, settings.port if port is None else port, reuse_port=reuse_port)
+    _configure_logging(settings, service, files=False)
     if service != "gateway":
-        preflight(settings, (service,))
+        preflight(settings, (service,), migrated=True)
     from marquee.compose import one_service
     from marquee.platform.kernel import StartupError
 
@@ -240,8 +311,8 @@ def serve(
         asgi = one_service(service, settings)
     except StartupError as exc:
         raise fail(str(exc)) from None
-    host_ = settings.host
-    serve_asgi(asgi, host_, port, f"{service} listening on http://{host_}:{port}")
+    host_, port_ = sock.getsockname()[:2]
+    serve_asgi(asgi, sock, f"{service} listening on http://{host_}:{port_}")
 
 
 @app.command()
@@ -257,15 +328,20 @@ def migrate(
         raise fail(f"unknown service {unknown[0]!r}", f"Choose from: {', '.join(SERVICES)}.")
     settings = settings_from()
     preflight(settings, chosen, broker=False)
+    run_migrations(settings, chosen)
+
+
+def run_migrations(settings: Settings, services: tuple[str, ...]) -> None:
     from marquee.platform import db
     from marquee.platform.migrations import upgrade
 
     async def run() -> None:
-        for service in chosen:
-            engine = db.create_engine(settings.database_url_for(service), schema=service)
+        for service in services:
+            engine = db.create_engine(
+                settings.database_url_for(service), schema=service, pooler=settings.db_pooler
+            )
             try:
-                module = __import__(f"marquee.{service}.app", fromlist=["MIGRATIONS"])
-                await upgrade(engine, module.MIGRATIONS, schema=service)
+                await upgrade(engine, migrations_of(service), schema=service)
             finally:
                 await engine.dispose()
             console.print(f"[green]✓[/] {service} migrated")
@@ -350,7 +426,7 @@ def trace(
 
 
 LOCAL_SERVERS = {
-    "MARQUEE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/marquee",
+    "MARQUEE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
     "MARQUEE_CACHE_URL": "redis://127.0.0.1:6379/0",
     "MARQUEE_BROKER_URL": "nats://127.0.0.1:4222",
 }
@@ -359,67 +435,214 @@ LOCAL_SERVERS = {
 @app.command()
 def cluster(
     port: Annotated[
-        int, typer.Option(help="The gateway's port; services take the next ones.")
-    ] = 8000,
-    booking: Annotated[int, typer.Option(help="How many booking instances.")] = 2,
-    gateways: Annotated[int, typer.Option(help="How many gateway processes (SO_REUSEPORT).")] = 1,
+        int | None,
+        typer.Option(
+            help="The gateway's port [MARQUEE_PORT, else 8000]; the services take the next ones.",
+            show_default=False,
+        ),
+    ] = None,
+    booking: Annotated[int, typer.Option(min=1, help="How many booking instances.")] = 2,
+    gateways: Annotated[
+        int, typer.Option(min=1, help="How many gateway processes, sharing its port.")
+    ] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Load the demo shows and the organiser account.")
+    ] = True,
+    database: Annotated[
+        str,
+        typer.Option(
+            help="The database on this machine's PostgreSQL (created if missing), when"
+            " MARQUEE_DATABASE_URL is not set."
+        ),
+    ] = "marquee",
 ) -> None:
-    """Start every service as its own process on PostgreSQL, Redis and NATS (Ctrl-C stops all).
+    """Start every service as its own process on PostgreSQL, Redis and NATS, supervised.
 
-    Uses MARQUEE_DATABASE_URL / MARQUEE_CACHE_URL / MARQUEE_BROKER_URL when set, else the
-    servers on this machine (database ``marquee``, created if missing).
+    Migrates first, then starts the processes, and prints where to look once every one of
+    them answers /readyz. A process that exits is reported and started again (after 1 s,
+    doubling to 30 s). Ctrl-C or SIGTERM stops them all. Each service's log lines go to
+    DATA_DIR/logs/SERVICE.log, which `marquee trace` reads.
+
+    Uses MARQUEE_DATABASE_URL, MARQUEE_CACHE_URL and MARQUEE_BROKER_URL when set, else the
+    servers on this machine. To run a second cluster beside the first, give it its own
+    MARQUEE_PORT, MARQUEE_DATA_DIR, database (--database or MARQUEE_DATABASE_URL), Redis key
+    prefix (MARQUEE_CACHE_PREFIX) and NATS stream and subjects (MARQUEE_BROKER_PREFIX).
     """
-    env = dict(os.environ)
-    for key, value in LOCAL_SERVERS.items():
-        env.setdefault(key, value)
+    from marquee.supervisor import Supervisor, SupervisorError
+
+    env = {
+        key: os.environ.get(key) or value.format(database=database)
+        for key, value in LOCAL_SERVERS.items()
+    }
     settings = settings_from(
-        **{
-            "database_url": env["MARQUEE_DATABASE_URL"],
-            "cache_url": env["MARQUEE_CACHE_URL"],
-            "broker_url": env["MARQUEE_BROKER_URL"],
-        }
+        port=port,
+        database_url=env["MARQUEE_DATABASE_URL"],
+        cache_url=env["MARQUEE_CACHE_URL"],
+        broker_url=env["MARQUEE_BROKER_URL"],
     )
-    asyncio.run(_ensure_database(env["MARQUEE_DATABASE_URL"]))
+    plan = cluster_plan(settings, booking=booking, gateways=gateways)
+    for each_port in sorted({p.port for p in plan}):
+        listen(settings.host, each_port).close()  # every port free, or one clear line
+    if demo and not (settings.admin_email and settings.admin_password):
+        settings = settings.model_copy(
+            update={
+                "admin_email": settings.admin_email or DEFAULT_ADMIN,
+                "admin_password": _local_admin_password(settings),
+            }
+        )
+    url = settings.database_url_for("booking")
+    if url.startswith("postgresql") and not os.environ.get("MARQUEE_DATABASE_URL"):
+        asyncio.run(_ensure_database(url))
     preflight(settings, SERVICES)
-    plan: list[tuple[str, int]] = []
-    next_port = port + 1
+    warning = asyncio.run(_connection_budget_warning(settings, plan))
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    run_migrations(settings, SERVICES)
+    # Made once here: processes starting together would each generate a different one.
+    settings.resolved_jwt_secret()
+    programs = cluster_programs(settings, plan, demo=demo)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def report(line: str) -> None:
+        console.print(f"[yellow]cluster:[/] {line}", highlight=False, soft_wrap=True)
+
+    supervisor = Supervisor(programs, restart=True, report=report)
+    with supervisor:
+        try:
+            supervisor.wait_ready(until=stop)
+        except SupervisorError as exc:
+            raise fail(str(exc), f"The logs are under {settings.data_dir / 'logs'}.") from None
+        if not stop.is_set():
+            console.print(cluster_banner(settings, programs), highlight=False)
+            supervisor.run(until=stop)
+        console.print("stopping the cluster")
+    console.print("cluster stopped")
+
+
+@dataclass(frozen=True)
+class Planned:
+    name: str
+    port: int
+
+
+def cluster_plan(settings: Settings, *, booking: int, gateways: int) -> list[Planned]:
+    """Which process listens where: the gateways on MARQUEE_PORT, the services after it."""
+    plan = [Planned("gateway", settings.port) for _ in range(gateways)]
+    next_port = settings.port + 1
     for service in SERVICES:
         for _ in range(booking if service == "booking" else 1):
-            plan.append((service, next_port))
+            plan.append(Planned(service, next_port))
             next_port += 1
+    return plan
+
+
+def _reachable_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "", "::"} else host  # noqa: S104
+
+
+def cluster_programs(settings: Settings, plan: list[Planned], *, demo: bool) -> list[Program]:
+    """The processes of ``plan`` with the environment each needs."""
+    from marquee.supervisor import Program
+
+    host = _reachable_host(settings.host)
+    base = dict(os.environ)
+    base.update(
+        {
+            "MARQUEE_DATABASE_URL": settings.database_url or "",
+            "MARQUEE_CACHE_URL": settings.cache_url,
+            "MARQUEE_BROKER_URL": settings.broker_url,
+            "MARQUEE_PORT": str(settings.port),
+            "MARQUEE_DATA_DIR": str(settings.data_dir.resolve()),
+            # Links in emails lead to the gateway, wherever it listens.
+            "MARQUEE_PUBLIC_URL": settings.public_url or f"http://{host}:{settings.port}",
+        }
+    )
     for service in SERVICES:
-        env[f"MARQUEE_{service.upper()}_URLS"] = ",".join(
-            f"http://127.0.0.1:{p}" for s, p in plan if s == service
+        base[f"MARQUEE_{service.upper()}_URLS"] = ",".join(
+            f"http://{host}:{p.port}" for p in plan if p.name == service
         )
-    subprocess.run([sys.executable, "-m", "marquee", "migrate"], env=env, check=True)
-    processes: list[subprocess.Popen[bytes]] = []
+    base.pop("MARQUEE_ADMIN_EMAIL", None)
+    base.pop("MARQUEE_ADMIN_PASSWORD", None)
+    gateways = sum(1 for p in plan if p.name == "gateway")
+    programs = []
+    for planned in plan:
+        env = dict(base)
+        args = ["serve", planned.name, "--port", str(planned.port)]
+        if planned.name == "gateway" and gateways > 1:
+            args.append("--reuse-port")
+        if planned.name == "identity" and settings.admin_email and settings.admin_password:
+            env["MARQUEE_ADMIN_EMAIL"] = settings.admin_email
+            env["MARQUEE_ADMIN_PASSWORD"] = settings.admin_password
+        if planned.name == "catalog":
+            env["MARQUEE_DEMO_DATA"] = "1" if demo else "0"
+        programs.append(
+            Program(
+                name=planned.name,
+                port=planned.port,
+                args=tuple(args),
+                env=env,
+                output=settings.data_dir / "logs" / f"{planned.name}.log",
+                host=host,
+            )
+        )
+    return programs
+
+
+def cluster_banner(settings: Settings, programs: list[Program]) -> str:
+    from marquee.platform.app import redact
+
+    base = f"http://{_reachable_host(settings.host)}:{settings.port}"
+    lines = [
+        f"\n[bold green]Marquee cluster is up[/] at [link={base}]{base}[/]",
+        f"  processes    {', '.join(p.label for p in programs)}",
+        f"  database     {redact(settings.database_url or '')}",
+        f"  cache        {redact(settings.cache_url)} (keys under {settings.cache_prefix!r})",
+        f"  broker       {redact(settings.broker_url)} (prefix {settings.broker_prefix!r})",
+    ]
+    if settings.admin_email and settings.admin_password:
+        lines.append(f"  organiser    {settings.admin_email} / {settings.admin_password}")
+    lines += [
+        f"  logs         {(settings.data_dir / 'logs').resolve()} (marquee trace REQUEST_ID)",
+        "  stop         Ctrl-C\n",
+    ]
+    return "\n".join(lines)
+
+
+async def _connection_budget_warning(settings: Settings, plan: list[Planned]) -> str | None:
+    """A warning when the processes' pools together could exceed PostgreSQL's limit."""
+    url = settings.database_url_for("booking")
+    if not url.startswith("postgresql") or settings.db_pooler != "none":
+        return None
+    import asyncpg
+
+    processes = sum(1 for p in plan if p.name in SERVICES)
     try:
-        for service, service_port in plan:
-            processes.append(_spawn(["serve", service, "--port", str(service_port)], env))
-        for _ in range(gateways):
-            processes.append(_spawn(["serve", "gateway", "--port", str(port)], env))
-        console.print(
-            f"[bold green]Marquee cluster[/]: gateway http://127.0.0.1:{port}, "
-            + ", ".join(f"{s}:{p}" for s, p in plan)
-        )
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        raise fail("a service process exited; stopping the cluster")
-    except KeyboardInterrupt:
-        pass
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
+    except Exception:
+        return None  # preflight has already said what is wrong
+    try:
+        allowed = int(await conn.fetchval("SHOW max_connections"))
+        reserved = int(await conn.fetchval("SHOW superuser_reserved_connections"))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        await conn.close()
+    return connection_budget(processes, settings.db_pool_size, allowed - reserved)
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "marquee", *args], env=env)  # noqa: S603
+def connection_budget(processes: int, pool_size: int, available: int) -> str | None:
+    """None when ``processes`` pools of ``pool_size`` fit in ``available`` connections, else
+    what to do about it."""
+    needed = processes * pool_size
+    if needed <= available:
+        return None
+    return (
+        f"{processes} processes x MARQUEE_DB_POOL_SIZE={pool_size} = {needed} PostgreSQL"
+        f" connections, more than the server allows ({available}): lower"
+        " MARQUEE_DB_POOL_SIZE, raise max_connections, or put PgBouncer in front"
+        " (docs/capacity.md)"
+    )
 
 
 async def _ensure_database(url: str) -> None:

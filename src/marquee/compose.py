@@ -44,8 +44,11 @@ def all_in_one(settings: Settings) -> Gateway:
 
 
 def one_service(name: str, settings: Settings) -> ASGIApp:
-    """One service (or the gateway) for its own process; others are reached over HTTP."""
-    kernel = Kernel.from_settings(settings)
+    """One service (or the gateway) for its own process; others are reached over HTTP.
+
+    Its database must already be migrated (``marquee migrate``): instances of a distributed
+    deployment never change the schema under each other."""
+    kernel = Kernel.from_settings(settings, migrate=False)
     if name == "gateway":
         return Gateway(kernel, {service: kernel.transport(service) for service in SERVICES})
     return service_factory(name)(kernel)

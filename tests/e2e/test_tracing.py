@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from marquee.platform.logging import configure_logging
+from marquee.platform.logging import configure_logging, flush_logs, stop_logging
 from marquee.platform.settings import Settings
 from tests.e2e.conftest import Api
 
@@ -39,9 +39,7 @@ def service_logs(e2e_settings: Settings) -> Iterator[Path]:
     configure_logging("INFO", "text", log_dir)
     yield log_dir
     handlers, level, quieted = saved
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    stop_logging()
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
@@ -111,6 +109,7 @@ async def place_one_order(api: Api) -> Order:
 def lines_of(log_dir: Path, service: str, request_id: str) -> list[str]:
     """The messages of ``request_id``'s lines in ``service``'s log, each checked for the seed's
     format."""
+    flush_logs()
     path = log_dir / f"{service}.log"
     if not path.exists():
         return []

@@ -7,6 +7,7 @@ server (durability across processes and restarts, publish deduplication, failing
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections import Counter
@@ -310,6 +311,18 @@ async def test_a_retried_publish_is_stored_once(nats_brokers: Brokers) -> None:
 
     await eventually(lambda: barrier.id in recorder.ids)
     assert recorder.ids == [event.id, barrier.id]
+
+
+@pytest.mark.nats
+async def test_starting_and_closing_nats_warns_of_nothing(
+    nats_brokers: Brokers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    broker = await nats_brokers.open()
+    await broker.close()
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_starting_nats_against_an_unreachable_server_fails_fast_naming_the_url() -> None:

@@ -140,12 +140,12 @@ def hello_server(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8099,
 ) -> None:
     """Serve a hello-world app on Marquee's server stack (the baseline's other side)."""
-    from marquee.cli import serve_asgi
+    from marquee.cli import listen, serve_asgi
 
     if kind not in hello.KINDS:
         console.print(f"[bold red]error:[/] kind must be one of {', '.join(hello.KINDS)}")
         raise typer.Exit(code=2)
-    serve_asgi(hello.app_of(kind), "127.0.0.1", port, None)
+    serve_asgi(hello.app_of(kind), listen("127.0.0.1", port), None)
 
 
 def _progress() -> Progress:

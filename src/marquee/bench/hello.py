@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from marquee.bench import stack as stacks
 from marquee.bench.load import Call, fire, latency_ms
 from marquee.bench.load import run as run_loop
+from marquee.supervisor import Supervisor
 
 Kind = Literal["asgi", "starlette", "fastapi"]
 KINDS: tuple[Kind, ...] = ("asgi", "starlette", "fastapi")
@@ -88,18 +89,20 @@ def measure(kind: Kind, calls: list[Call], *, concurrency: int, workdir: Path) -
     """Serve the ``kind`` hello world in its own process and send it ``calls`` (their URLs'
     paths, on its port): requests per second, latency and the server's CPU seconds."""
     port = stacks.free_port()
-    env = stacks.clean_environment()
-    server = stacks.spawn(
-        f"hello-{kind}", port, ["bench", "hello-server", kind, "--port", str(port)], env, workdir
+    server = stacks.program(
+        f"hello-{kind}",
+        port,
+        ["bench", "hello-server", kind, "--port", str(port)],
+        stacks.clean_environment(),
+        workdir / f"hello-{kind}-{port}.out",
     )
-    try:
-        stacks.wait_until_healthy([server])
+    with Supervisor([server]) as running:
+        running.wait_ready()
+        pid = running.children[0].pid
         aimed = [replace(call, url=server.url + urlsplit(call.url).path) for call in calls]
-        before = server.cpu_seconds()
+        before = stacks.cpu_seconds(pid)
         run = run_loop(fire(aimed, concurrency=concurrency, keep_body=lambda _: False))
-        cpu = server.cpu_seconds() - before
-    finally:
-        stacks.stop([server])
+        cpu = stacks.cpu_seconds(pid) - before
     ok = sum(1 for answer in run.answers if answer.status == 200)
     return {
         "kind": kind,

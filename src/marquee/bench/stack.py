@@ -3,8 +3,9 @@
 ``embedded`` runs ``marquee up`` (SQLite, in-process cache and broker) in a private data
 directory. ``distributed`` runs ``marquee serve NAME`` for every service, with several
 booking instances and gateways if asked, on a private PostgreSQL database, a private Redis
-key prefix and a private NATS stream, and removes all three afterwards. Both wait until every
-process answers ``/healthz`` and stop them (SIGINT, then kill) on the way out.
+key prefix and a private NATS stream, and removes all three afterwards. Both run their
+processes under ``marquee.supervisor`` (as ``marquee cluster`` does), wait until every one
+answers ``/readyz``, and stop them on the way out.
 """
 
 from __future__ import annotations
@@ -12,56 +13,34 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from marquee.platform.settings import SERVICES
-
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
+from marquee.supervisor import Child, Program, Supervisor, SupervisorError
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NATS_URL = "nats://127.0.0.1:4222"
 
 
-@dataclass
-class Process:
-    name: str
-    port: int
-    popen: subprocess.Popen[bytes]
-    output: Path
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a process has used so far (0 once it has gone)."""
+    import psutil  # the bench extra: only measuring needs it
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.output.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time used so far (0 once the process has gone)."""
-        try:
-            times = psutil.Process(self.popen.pid).cpu_times()
-        except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 @dataclass
@@ -71,7 +50,11 @@ class Stack:
     mode: str
     data_dir: Path
     env: dict[str, str]
-    processes: list[Process] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    @property
+    def processes(self) -> list[Child]:
+        return self.supervisor.children
 
     @property
     def url(self) -> str:
@@ -85,7 +68,7 @@ class Stack:
         return [p.url for p in self.processes if p.name == service]
 
     def log(self, name: str) -> str:
-        """What ``name`` (a service, "gateway" or "marquee") has written to its log file."""
+        """What ``name`` (a service, "gateway" or "marquee") has logged."""
         path = self.data_dir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -101,7 +84,7 @@ class Stack:
             name = process.name
             if counts[name] > 1:
                 name = f"{name}-{seen[name]}"
-            used[name] = process.cpu_seconds()
+            used[name] = cpu_seconds(process.pid)
         if self.mode == "distributed":
             used.update(infrastructure_cpu_seconds())
         return used
@@ -112,6 +95,8 @@ INFRASTRUCTURE = {"postgres": "postgres", "redis-server": "redis", "nats-server"
 
 def infrastructure_cpu_seconds() -> dict[str, float]:
     """CPU seconds used so far by every PostgreSQL, Redis and NATS process on this machine."""
+    import psutil
+
     used = dict.fromkeys(INFRASTRUCTURE.values(), 0.0)
     for process in psutil.process_iter(["name", "cpu_times"]):
         label = INFRASTRUCTURE.get(process.info["name"] or "")
@@ -139,57 +124,9 @@ def clean_environment(**settings: str) -> dict[str, str]:
     return env
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1.0) as answer:  # noqa: S310
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def wait_until_healthy(processes: list[Process], timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    waiting = list(processes)
-    while waiting:
-        for process in list(waiting):
-            if process.popen.poll() is not None:
-                raise RuntimeError(
-                    f"{process.name} on port {process.port} exited with"
-                    f" {process.popen.returncode}:\n{process.tail()}"
-                )
-            if _healthy(process.url):
-                waiting.remove(process)
-        if waiting and time.monotonic() > deadline:
-            names = ", ".join(f"{p.name}:{p.port}" for p in waiting)
-            raise RuntimeError(f"not healthy after {timeout:.0f}s: {names}")
-        if waiting:
-            time.sleep(0.1)
-
-
-def stop(processes: list[Process], timeout: float = STOP_TIMEOUT) -> None:
-    for process in processes:
-        if process.popen.poll() is None:
-            process.popen.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    for process in processes:
-        try:
-            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.popen.kill()
-            process.popen.wait()
-
-
-def spawn(name: str, port: int, args: list[str], env: Mapping[str, str], workdir: Path) -> Process:
-    """Start ``python -m marquee ARGS`` with its output in ``workdir/NAME-PORT.out``."""
-    output = workdir / f"{name}-{port}.out"
-    with output.open("wb") as sink:
-        popen = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "marquee", *args],
-            env=dict(env),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    return Process(name, port, popen, output)
+def program(name: str, port: int, args: list[str], env: Mapping[str, str], output: Path) -> Program:
+    """``python -m marquee ARGS`` called ``name`` on ``port``, its output appended to ``output``."""
+    return Program(name=name, port=port, args=tuple(args), env=env, output=output)
 
 
 # -- private namespaces on the real servers ----------------------------------------------------
@@ -253,13 +190,12 @@ def embedded(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterat
     port = free_port()
     env = clean_environment(MARQUEE_DATA_DIR=str(data_dir), MARQUEE_PORT=str(port))
     env.update(settings or {})
-    stack = Stack(mode="embedded", data_dir=data_dir, env=env)
-    try:
-        stack.processes.append(spawn("marquee", port, ["up", "--no-demo"], env, workdir))
-        wait_until_healthy(stack.processes)
+    # `marquee up` writes its own per-service log files; its stdout goes beside them.
+    up = program("marquee", port, ["up", "--no-demo"], env, workdir / "marquee.out")
+    stack = Stack(mode="embedded", data_dir=data_dir, env=env, supervisor=Supervisor([up]))
+    with stack.supervisor:
+        stack.supervisor.wait_ready()
         yield stack
-    finally:
-        stop(stack.processes)
 
 
 @contextmanager
@@ -279,7 +215,7 @@ def distributed(
     cache_prefix = unique("marquee-bench:") + ":"
     broker_prefix = unique("mqbench")
     data_dir = workdir / "var"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
     plan = [(service, free_port()) for service in SERVICES]
     plan += [("booking", free_port()) for _ in range(booking - 1)]
     plan += [("gateway", free_port()) for _ in range(gateways)]
@@ -298,15 +234,27 @@ def distributed(
         env[f"MARQUEE_{service.upper()}_URLS"] = ",".join(
             f"http://127.0.0.1:{port}" for name, port in plan if name == service
         )
+    processes = [
+        # Each service's lines in DATA_DIR/logs/<service>.log, as `marquee cluster` keeps them.
+        program(name, port, ["serve", name, "--port", str(port)], env, logs / f"{name}.log")
+        for name, port in plan
+    ]
     stack = Stack(mode="distributed", data_dir=data_dir, env=env)
     try:
-        for name, port in plan:
-            args = ["serve", name, "--port", str(port)]
-            stack.processes.append(spawn(name, port, args, env, workdir))
-        wait_until_healthy(stack.processes)
-        yield stack
+        migrate = subprocess.run(
+            [sys.executable, "-m", "marquee", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if migrate.returncode != 0:
+            raise SupervisorError(f"marquee migrate failed:\n{migrate.stdout}{migrate.stderr}")
+        stack.supervisor = Supervisor(processes)
+        with stack.supervisor:
+            stack.supervisor.wait_ready()
+            yield stack
     finally:
-        stop(stack.processes)
         with suppress(Exception):
             asyncio.run(delete_cache_prefix(redis_url, cache_prefix))
         with suppress(Exception):

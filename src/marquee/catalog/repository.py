@@ -124,7 +124,8 @@ def _labelled(*tables: Any) -> list[ColumnElement[Any]]:
 
 
 async def _one(conn: AsyncConnection, query: Select[Any]) -> RowMapping | None:
-    return (await conn.execute(query)).mappings().first()
+    row: RowMapping | None = (await conn.execute(query)).mappings().first()
+    return row
 
 
 async def _update(

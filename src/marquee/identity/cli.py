@@ -99,7 +99,12 @@ def create_user(
 
 
 async def _create(settings: Settings, cmd: NewAccount) -> User:
-    engine = db.create_engine(settings.database_url_for("identity"), schema="identity", pool_size=1)
+    engine = db.create_engine(
+        settings.database_url_for("identity"),
+        schema="identity",
+        pool_size=1,
+        pooler=settings.db_pooler,
+    )
     try:
         await upgrade(engine, MIGRATIONS, schema="identity")
         return await create_account(engine, Passwords(), cmd, now=utc_now())

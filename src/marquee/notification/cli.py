@@ -53,7 +53,10 @@ def _with_database(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
     async def run() -> T:
         engine = db.create_engine(
-            settings.database_url_for("notification"), schema="notification", pool_size=1
+            settings.database_url_for("notification"),
+            schema="notification",
+            pool_size=1,
+            pooler=settings.db_pooler,
         )
         try:
             await upgrade(engine, MIGRATIONS, schema="notification")

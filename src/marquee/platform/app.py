@@ -24,7 +24,7 @@ from marquee.platform.context import (
 )
 from marquee.platform.kernel import Kernel, StartupError
 from marquee.platform.metrics import MetricsMiddleware, metrics_endpoint
-from marquee.platform.migrations import upgrade
+from marquee.platform.migrations import NotMigratedError, require_current, upgrade
 from marquee.platform.problems import install_problem_handlers, problem_response
 
 log = logging.getLogger("marquee.app")
@@ -170,15 +170,26 @@ def create_service_app(
         try:
             if migrations is not None:
                 url = settings.database_url_for(name)
-                engine = db.create_engine(url, schema=name, pool_size=settings.db_pool_size)
+                engine = db.create_engine(
+                    url,
+                    schema=name,
+                    pool_size=settings.db_pool_size,
+                    pool_timeout=settings.db_pool_timeout_seconds,
+                    pooler=settings.db_pooler,
+                )
                 if tracer is not None:
                     telemetry.instrument_engine(engine)
                 try:
-                    await upgrade(engine, migrations, schema=name)
+                    if kernel.migrate:
+                        await upgrade(engine, migrations, schema=name)
+                    else:
+                        await require_current(engine, migrations, schema=name)
                 except (OSError, ConnectionError) as exc:
                     raise StartupError(
-                        f"{name} database unreachable at {_redact(url)}: {exc}"
+                        f"{name} database unreachable at {redact(url)}: {exc}"
                     ) from None
+                except NotMigratedError as exc:
+                    raise StartupError(str(exc)) from None
                 app.state.engine = engine
             if lifespan is None:
                 yield
@@ -252,7 +263,7 @@ async def dependency_checks(app: FastAPI) -> dict[str, str]:
     return results
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -56,7 +57,14 @@ def is_postgres(engine_or_url: AsyncEngine | str) -> bool:
     return url.startswith("postgresql")
 
 
-def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    schema: str,
+    pool_size: int = 10,
+    pool_timeout: float = 30.0,
+    pooler: str = "none",
+) -> AsyncEngine:
     """An engine whose unqualified tables resolve to this service's own data.
 
     PostgreSQL: the service's schema via ``search_path`` (created by its first migration run).
@@ -66,6 +74,12 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
     time in that back-off. One connection queues the statements in the event loop instead;
     each takes microseconds, and no code holds a connection across a call to another service.
     The busy timeout stays for other processes (the CLI) writing to the same file.
+
+    ``pooler="transaction"``: PostgreSQL is behind a pooler in transaction mode (PgBouncer),
+    where consecutive transactions may run on different server connections. Nothing may
+    outlive a transaction there: neither asyncpg's prepared statements (no statement caches,
+    and a unique name for each one) nor a session's ``search_path`` (every table is named
+    with its schema instead).
     """
     if url.startswith("sqlite"):
         database = make_url(url).database
@@ -89,15 +103,34 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
     # would be opened under load and closed as soon as they are returned (a PostgreSQL
     # backend started and torn down per request in a rush), and a 2-core server gains
     # nothing from more concurrent statements anyway.
+    if pooler == "transaction":
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=pool_timeout,
+            pool_recycle=1800,
+            prepared_statement_cache_size=0,
+            connect_args={
+                "statement_cache_size": 0,
+                "prepared_statement_name_func": _unique_statement_name,
+                "timeout": 5,
+            },
+        )
+        return engine.execution_options(schema_translate_map={None: schema})
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=30,
+        pool_timeout=pool_timeout,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"server_settings": {"search_path": schema}, "timeout": 5},
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 @asynccontextmanager

@@ -33,10 +33,13 @@ class Kernel:
     cache: Cache
     broker: Broker
     transports: dict[str, Transport] = field(default_factory=dict)
+    # Services migrate their own database at start-up (all-in-one, tests); in distributed
+    # mode ``marquee migrate`` does, and a service only checks that it has been done.
+    migrate: bool = True
     _users: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Kernel:
+    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Kernel:
         try:
             broker = open_broker(settings.broker_url, prefix=settings.broker_prefix)
         except ValueError as exc:
@@ -45,6 +48,7 @@ class Kernel:
             settings=settings,
             cache=open_cache(settings.cache_url, prefix=settings.cache_prefix),
             broker=broker,
+            migrate=migrate,
         )
 
     @cached_property

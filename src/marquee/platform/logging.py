@@ -1,16 +1,21 @@
-"""Log lines in the seed's format: ``2026-01-14T15:30:00Z [abc-123] message``.
+"""Log lines in the seed's format: ``2026-01-14T15:30:00Z [abc-123] message``, or JSON.
 
-Each line goes to stderr and to the log file of the service that wrote it
-(``DATA_DIR/logs/<service>.log``), so ``marquee trace`` can follow one request ID through every
-service, whether they share a process or not.
+Lines go to stdout, where a container runtime or ``marquee cluster`` collects them; all-in-one
+mode also writes each to the rotated file of the service that wrote it
+(``DATA_DIR/logs/<service>.log``), which ``marquee trace`` reads. Records are formatted where
+they are logged (the request ID lives in that task's context) and written by a thread of
+their own, so a slow terminal or disk never holds up the event loop.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import sys
 import time
+from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
 from marquee.platform.context import current_request_id, service_var
@@ -73,13 +78,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-class ServiceFileHandler(logging.Handler):
-    """Writes each record to ``<directory>/<record.service>.log``, opening files on demand."""
+ROTATE_BYTES = 10 * 1024 * 1024
+ROTATE_KEEP = 3
 
-    def __init__(self, directory: Path) -> None:
+
+class ServiceFileHandler(logging.Handler):
+    """Writes each record to ``<directory>/<record.service>.log``, opening files on demand and
+    rotating each at ``max_bytes`` (``keep`` older files: ``.log.1`` ...)."""
+
+    def __init__(
+        self, directory: Path, max_bytes: int = ROTATE_BYTES, keep: int = ROTATE_KEEP
+    ) -> None:
         super().__init__()
         self.directory = directory
-        self._files: dict[str, logging.FileHandler] = {}
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._files: dict[str, RotatingFileHandler] = {}
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         super().setFormatter(fmt)
@@ -90,7 +104,12 @@ class ServiceFileHandler(logging.Handler):
         service = getattr(record, "service", "marquee")
         handler = self._files.get(service)
         if handler is None:
-            handler = logging.FileHandler(self.directory / f"{service}.log", encoding="utf-8")
+            handler = RotatingFileHandler(
+                self.directory / f"{service}.log",
+                maxBytes=self.max_bytes,
+                backupCount=self.keep,
+                encoding="utf-8",
+            )
             handler.setFormatter(self.formatter)
             self._files[service] = handler
         handler.emit(record)
@@ -102,6 +121,46 @@ class ServiceFileHandler(logging.Handler):
         super().close()
 
 
+class _Pipeline:
+    """The queue between the loggers and the one thread that writes their lines."""
+
+    def __init__(self, outputs: list[logging.Handler]) -> None:
+        self.queue: queue.Queue[logging.LogRecord] = queue.Queue()
+        self.outputs = outputs
+        self.listener = QueueListener(self.queue, *outputs)
+        self.listener.start()
+
+    def flush(self) -> None:
+        self.queue.join()
+
+    def stop(self) -> None:
+        self.listener.stop()  # writes what is queued first
+        for output in self.outputs:
+            output.close()
+
+
+_pipeline: _Pipeline | None = None
+
+
+def flush_logs() -> None:
+    """Wait until every record logged so far has been written."""
+    if _pipeline is not None:
+        _pipeline.flush()
+
+
+def stop_logging() -> None:
+    """Write what is queued, stop the writer thread and close the files (idempotent)."""
+    global _pipeline
+    pipeline, _pipeline = _pipeline, None
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, QueueHandler):
+            root.removeHandler(handler)
+            handler.close()
+    if pipeline is not None:
+        pipeline.stop()
+
+
 def configure_logging(
     level: str = "INFO",
     fmt: str = "text",
@@ -109,20 +168,26 @@ def configure_logging(
     *,
     default_service: str = "marquee",
 ) -> None:
-    """Set up the root logger once for the process: stderr, and per-service files when given."""
-    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else SeedFormatter()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Set up the root logger once for the process: stdout, and per-service rotated files
+    under ``log_dir`` when given."""
+    global _pipeline
+    stop_logging()
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    outputs: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(ServiceFileHandler(log_dir))
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(ContextFilter(default_service))
-        root.addHandler(handler)
+        outputs.append(ServiceFileHandler(log_dir))
+    for output in outputs:
+        # The line was formatted before it was queued.
+        output.setFormatter(logging.Formatter("%(message)s"))
+    _pipeline = _Pipeline(outputs)
+    handler = QueueHandler(_pipeline.queue)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else SeedFormatter())
+    handler.addFilter(ContextFilter(default_service))
+    root.addHandler(handler)
     root.setLevel(level)
     # Neither format shows where a call came from, nor thread or process: don't collect them
     # (the logging HOWTO's "Optimization" settings; findCaller walks the stack per record).
@@ -132,3 +197,6 @@ def configure_logging(
     logging.logMultiprocessing = False
     for noisy in ("uvicorn.access", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+atexit.register(stop_logging)

@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,4 +52,35 @@ async def upgrade(engine: AsyncEngine, script_location: Path, schema: str) -> No
             key = zlib.crc32(f"marquee-migrate:{schema}".encode())
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            # For this transaction only: behind a transaction-mode pooler no session setting
+            # would survive to the next one, and Alembic reflects through search_path.
+            await conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
         await conn.run_sync(_upgrade)
+
+
+class NotMigratedError(Exception):
+    """A database is behind this release's migrations; the message says what to run."""
+
+
+async def require_current(engine: AsyncEngine, script_location: Path, schema: str) -> None:
+    """Raise NotMigratedError unless the database is at the newest revision.
+
+    Distributed deployments migrate in a step of their own (``marquee migrate``, a Job), so
+    a service started against an older schema stops at once instead of failing on its first
+    query, or migrating in the middle of a rolling update.
+    """
+    heads = set(ScriptDirectory.from_config(alembic_config(script_location)).get_heads())
+
+    def _current(connection: Connection) -> set[str]:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+        current = await conn.run_sync(_current)
+    if current != heads:
+        at = ", ".join(sorted(current)) or "no revision"
+        raise NotMigratedError(
+            f"the {schema} database is not migrated (it is at {at}, this release needs"
+            f" {', '.join(sorted(heads))}): run `marquee migrate {schema}` first"
+        )

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICES = ("identity", "catalog", "booking", "notification")
@@ -34,7 +34,14 @@ class Settings(BaseSettings):
     catalog_database_url: str | None = None
     booking_database_url: str | None = None
     notification_database_url: str | None = None
-    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    # PostgreSQL connections per service process, a fixed pool: the sum over every process
+    # must stay under the server's max_connections (see docs/capacity.md).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    # How long a request waits for a pooled connection; below the gateway's upstream timeout,
+    # so an exhausted pool is a service's 503, not the gateway's 504.
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # "transaction": a pooler in transaction mode (PgBouncer) stands in front of PostgreSQL.
+    db_pooler: Literal["none", "transaction"] = "none"
 
     cache_url: str = "memory://"
     cache_prefix: str = "marquee:"
@@ -141,6 +148,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @model_validator(mode="after")
+    def _timeouts_nest(self) -> Settings:
+        if self.db_pool_timeout_seconds >= self.upstream_timeout_seconds:
+            raise ValueError(
+                f"MARQUEE_DB_POOL_TIMEOUT_SECONDS ({self.db_pool_timeout_seconds:g}) must be"
+                f" below MARQUEE_UPSTREAM_TIMEOUT_SECONDS ({self.upstream_timeout_seconds:g})"
+            )
+        return self
+
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
@@ -188,5 +204,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a rule between settings: the message names them
+            raise SettingsError(str(first["msg"]).removeprefix("Value error, ")) from None
         name = "MARQUEE_" + "_".join(str(part) for part in first["loc"][:1]).upper()
         raise SettingsError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None

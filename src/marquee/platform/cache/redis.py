@@ -7,7 +7,7 @@ import random
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
@@ -220,8 +220,8 @@ class RedisCache:
     # -- values ----------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._client.get(self.prefix + key)
-        return value
+        # Raw bytes: the client is made without decode_responses.
+        return cast(bytes | None, await self._client.get(self.prefix + key))
 
     async def set(
         self, key: str, value: bytes, *, ttl: float | None = None, only_if_absent: bool = False
@@ -243,7 +243,7 @@ class RedisCache:
         await self._client.set(self.prefix + key, b"%d" % value)
 
     async def counter_get(self, key: str) -> int | None:
-        raw: bytes | None = await self._client.get(self.prefix + key)
+        raw = await self._client.get(self.prefix + key)
         return None if raw is None else int(raw)
 
     async def counter_add(self, key: str, delta: int) -> int:
