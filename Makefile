@@ -48,6 +48,7 @@ cluster: $(VENV)/.installed-run
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src plugins tests bench
 	$(BIN)/ruff format --check src plugins tests bench
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,15 +321,48 @@ def migrate(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services to migrate (default: all).")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Change nothing: exit 1 unless every schema is already current."
+        ),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="With --check: keep checking this many seconds before giving up (for a"
+            " container that must not start before the migration step has run).",
+        ),
+    ] = 0,
 ) -> None:
-    """Apply every service's database migrations (safe to run repeatedly and concurrently)."""
+    """Apply every service's database migrations (safe to run repeatedly and concurrently).
+
+    In a distributed deployment this is a step of its own (the Compose `migrate` service, the
+    Kubernetes Job); `marquee serve` refuses to start against an older schema.
+    """
     chosen = tuple(services or SERVICES)
     unknown = [s for s in chosen if s not in SERVICES]
     if unknown:
         raise fail(f"unknown service {unknown[0]!r}", f"Choose from: {', '.join(SERVICES)}.")
     settings = settings_from()
-    preflight(settings, chosen, broker=False)
-    run_migrations(settings, chosen)
+    if not check:
+        preflight(settings, chosen, broker=False)
+        run_migrations(settings, chosen)
+        return
+    from marquee.platform.kernel import StartupError
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            asyncio.run(_preflight(settings, chosen, broker=False, migrated=True))
+        except StartupError as exc:
+            if time.monotonic() >= deadline:
+                raise fail(str(exc)) from None
+            time.sleep(2)  # quietly: the migration step is probably still running
+            continue
+        console.print(f"[green]✓[/] {', '.join(chosen)}: schema current")
+        return
 
 
 def run_migrations(settings: Settings, services: tuple[str, ...]) -> None:

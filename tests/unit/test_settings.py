@@ -66,3 +66,33 @@ def test_the_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert Settings(data_dir=tmp_path).resolved_jwt_secret() == first
     assert Settings(data_dir=tmp_path, jwt_secret="given").resolved_jwt_secret() == "given"
+
+
+def test_secrets_come_from_files_named_like_the_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "MARQUEE_JWT_SECRET").write_text("from-a-file-" + "s" * 32 + "\n")
+    (tmp_path / "MARQUEE_DATABASE_URL").write_text("postgresql+asyncpg://u:p@db/marquee")
+    monkeypatch.setenv("MARQUEE_SECRETS_DIR", str(tmp_path))
+    monkeypatch.setenv("MARQUEE_DATABASE_URL", "postgresql+asyncpg://env@db/marquee")
+
+    settings = load_settings()
+
+    assert settings.jwt_secret == "from-a-file-" + "s" * 32
+    assert settings.database_url == "postgresql+asyncpg://env@db/marquee"  # the environment wins
+
+
+def test_a_missing_secrets_dir_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARQUEE_SECRETS_DIR", "/nonexistent/secrets")
+
+    with pytest.raises(SettingsError, match="MARQUEE_SECRETS_DIR"):
+        load_settings()
+
+
+def test_the_database_pool_gives_up_before_the_gateway_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MARQUEE_DB_POOL_TIMEOUT_SECONDS", "15")
+
+    with pytest.raises(SettingsError, match="MARQUEE_DB_POOL_TIMEOUT_SECONDS"):
+        load_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -199,7 +200,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; a bad value raises SettingsError naming the variable."""
+    """Read settings from the environment; a bad value raises SettingsError naming the variable.
+
+    With ``MARQUEE_SECRETS_DIR`` set, a file there named like a variable
+    (``MARQUEE_JWT_SECRET``) supplies its value when the environment does not: how Compose
+    secrets and Kubernetes Secret volumes hand over credentials without putting them in the
+    environment.
+    """
+    secrets_dir = os.environ.get("MARQUEE_SECRETS_DIR")
+    if secrets_dir:
+        if not Path(secrets_dir).is_dir():
+            raise SettingsError(f"MARQUEE_SECRETS_DIR: {secrets_dir!r} is not a directory")
+        overrides = {"_secrets_dir": secrets_dir, **overrides}
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
