@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from marquee.platform.settings import SERVICES
 from tests import servers
 
 MARQUEE = [sys.executable, "-m", "marquee"]
@@ -155,3 +156,77 @@ def test_migrate_is_safe_to_run_concurrently_on_postgres(tmp_path: Path) -> None
         assert again.returncode == 0, again.stderr
     finally:
         asyncio.run(servers.drop_postgres_database(url))
+
+
+def test_serve_refuses_an_unmigrated_database_with_one_line(tmp_path: Path) -> None:
+    url = asyncio.run(servers.create_postgres_database())
+    try:
+        env = clean_env(tmp_path, MARQUEE_DATABASE_URL=url)
+        refused = run_cli("serve", "catalog", "--port", str(free_port()), env=env)
+        checked = run_cli("migrate", "--check", "catalog", env=env)
+        migrated = run_cli("migrate", "catalog", env=env)
+        checked_again = run_cli("migrate", "--check", "catalog", env=env)
+    finally:
+        asyncio.run(servers.drop_postgres_database(url))
+
+    assert_one_clear_line(refused, "catalog database is not migrated", "marquee migrate catalog")
+    assert_one_clear_line(checked, "catalog database is not migrated")
+    assert migrated.returncode == 0, migrated.stderr
+    assert checked_again.returncode == 0, checked_again.stderr
+
+
+def test_serve_logs_to_stdout_and_keeps_no_log_files(tmp_path: Path) -> None:
+    port = free_port()
+    upstreams = {f"MARQUEE_{s.upper()}_URLS": "http://127.0.0.1:9" for s in SERVICES}
+    env = clean_env(tmp_path, **upstreams)
+    process = subprocess.Popen(  # noqa: S603
+        [*MARQUEE, "serve", "gateway", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+
+    assert "GET /healthz status=200" in out.decode()
+    assert "Application startup complete" in out.decode()
+    assert not (tmp_path / "var" / "logs").exists()
+
+
+def test_two_gateways_share_a_port_with_reuse_port(tmp_path: Path) -> None:
+    port = free_port()
+    upstreams = {f"MARQUEE_{s.upper()}_URLS": "http://127.0.0.1:9" for s in SERVICES}
+    env = clean_env(tmp_path, **upstreams)
+    command = [*MARQUEE, "serve", "gateway", "--port", str(port), "--reuse-port"]
+    processes = []
+    try:
+        for _ in range(2):  # one after the other: the second binds a port already listened on
+            process = subprocess.Popen(  # noqa: S603
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            processes.append(process)
+            deadline = time.monotonic() + 60
+            assert process.stdout is not None
+            for line in process.stdout:
+                if b"Application startup complete" in line:
+                    break
+                assert time.monotonic() < deadline
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+        assert [p.poll() for p in processes] == [None, None]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.communicate(timeout=30)

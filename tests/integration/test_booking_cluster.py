@@ -372,7 +372,7 @@ async def test_a_rush_on_two_instances_sells_exactly_the_capacity_and_expiry_ret
             .group_by(order_transitions.c.order_id)
         )
         async with d.nodes[0].booking.engine.connect() as conn:
-            per_order = dict((await conn.execute(once)).tuples().all())
+            per_order = dict((await conn.execute(once)).all())
         assert len(per_order) == 30
         assert set(per_order.values()) == {1}
 
@@ -602,7 +602,7 @@ async def test_many_payments_racing_many_expiries_each_end_exactly_one_way(
                 refunded += 1
         statuses = select(orders.c.status, func.count()).group_by(orders.c.status)
         async with payer.booking.engine.connect() as conn:
-            by_status = dict((await conn.execute(statuses)).tuples().all())
+            by_status = dict((await conn.execute(statuses)).all())
         expected = {"paid": paid, "cancelled": 20 - paid}
         assert by_status == {status: n for status, n in expected.items() if n}
 
