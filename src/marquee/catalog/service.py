@@ -71,6 +71,7 @@ from marquee.catalog.schemas import (
     VenuePage,
     to_json,
 )
+from marquee.platform import db
 from marquee.platform.cache import Cache
 
 log = logging.getLogger("marquee.catalog")
@@ -194,7 +195,7 @@ class CatalogService:
         committed data, and the BEGIN and ROLLBACK round trips are saved (availability checks
         are on Booking's hot path)."""
         async with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
+            if db.may_read_outside_a_transaction(conn):
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await work(conn)
 

@@ -110,14 +110,14 @@ def create_engine(
             max_overflow=0,
             pool_timeout=pool_timeout,
             pool_recycle=1800,
-            prepared_statement_cache_size=0,
             connect_args={
+                "prepared_statement_cache_size": 0,  # SQLAlchemy's, over asyncpg's own
                 "statement_cache_size": 0,
                 "prepared_statement_name_func": _unique_statement_name,
                 "timeout": 5,
             },
         )
-        return engine.execution_options(schema_translate_map={None: schema})
+        return engine.execution_options(schema_translate_map={None: schema}, **{_POOLED: True})
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -127,6 +127,19 @@ def create_engine(
         pool_recycle=1800,
         connect_args={"server_settings": {"search_path": schema}, "timeout": 5},
     )
+
+
+_POOLED = "marquee_transaction_pooler"
+
+
+def may_read_outside_a_transaction(conn: AsyncConnection) -> bool:
+    """Whether a read may run without BEGIN and ROLLBACK (PostgreSQL in autocommit).
+
+    Not behind a transaction-mode pooler: there a statement prepared outside a transaction
+    may be executed on another server connection, which never saw it prepared.
+    """
+    pooled = conn.sync_engine.get_execution_options().get(_POOLED, False)
+    return conn.dialect.name == "postgresql" and not pooled
 
 
 def _unique_statement_name() -> str:
