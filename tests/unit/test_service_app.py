@@ -7,6 +7,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
 from marquee.platform.app import RequestContextMiddleware, create_service_app
@@ -32,6 +33,11 @@ async def echo(body: Echo) -> Echo:
 @router.get("/conflict")
 async def conflict() -> None:
     raise Problem(409, "sold_out", "Nothing left.", available=0)
+
+
+@router.get("/pool-exhausted")
+async def pool_exhausted() -> None:
+    raise PoolTimeoutError("QueuePool limit of size 1 overflow 0 reached")
 
 
 @router.get("/boom")
@@ -173,3 +179,13 @@ async def test_a_raw_utf8_query_reads_like_the_encoded_form() -> None:
     for query in ["city=上海&q=a%20b".encode(), b"city=%E4%B8%8A%E6%B5%B7&page=2"]:
         await middleware({"type": "http", "query_string": query, "headers": []}, receive, send)
     assert seen == [b"city=%E4%B8%8A%E6%B5%B7&q=a%20b", b"city=%E4%B8%8A%E6%B5%B7&page=2"]
+
+
+async def test_an_exhausted_connection_pool_is_a_503_worth_retrying(
+    client: AsgiTransport,
+) -> None:
+    answer = await client.request("GET", "/pool-exhausted")
+
+    assert answer.status == 503
+    assert answer.json()["code"] == "database_busy"
+    assert answer.header("retry-after") == "1"

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -125,6 +126,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
         return problem_response(422, "validation_error", f"{where}: {first['msg']}", errors=errors)
 
+    async def on_pool_timeout(request: Request, exc: Exception) -> Response:
+        # Every pooled connection stayed busy for MARQUEE_DB_POOL_TIMEOUT_SECONDS: overload,
+        # answered before the gateway's own timeout, and worth retrying.
+        log.warning("No database connection free on %s %s", request.method, request.url.path)
+        return problem_response(
+            503,
+            "database_busy",
+            "Every database connection is in use; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("request_id")
         token = request_id_var.set(request_id) if request_id else None
@@ -138,4 +150,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(PoolTimeoutError, on_pool_timeout)
     app.add_exception_handler(Exception, on_unexpected)
