@@ -10,16 +10,19 @@ from pathlib import Path
 import pytest
 
 from marquee.bench.stack import clean_environment, free_port, program
-from marquee.supervisor import Backoff, Supervisor, SupervisorError
+from marquee.supervisor import Backoff, Program, Supervisor, SupervisorError
 
 
-def hello(tmp_path: Path, name: str = "hello") -> tuple[str, int, list[str], Path]:
+def hello(tmp_path: Path, name: str = "hello") -> Program:
+    """A hello-world server of the benchmark on a free port."""
     port = free_port()
-    return (
-        name,
-        port,
-        ["bench", "hello-server", "asgi", "--port", str(port)],
-        tmp_path / f"{name}.log",
+    args = ["bench", "hello-server", "asgi", "--port", str(port)]
+    return program(name, port, args, clean_environment(), tmp_path / f"{name}.log")
+
+
+def restarting(child: Program, lines: list[str], first_delay: float) -> Supervisor:
+    return Supervisor(
+        [child], restart=True, backoff=Backoff(first=first_delay), report=lines.append
     )
 
 
@@ -31,10 +34,7 @@ def eventually(condition: object, timeout: float = 60.0) -> None:
 
 
 def test_children_become_ready_and_all_stop_together(tmp_path: Path) -> None:
-    programs = [
-        program(*hello(tmp_path, f"hello-{n}")[:3], clean_environment(), tmp_path / "out.log")
-        for n in range(2)
-    ]
+    programs = [hello(tmp_path, f"hello-{n}") for n in range(2)]
     with Supervisor(programs) as supervisor:
         supervisor.wait_ready()
         pids = [child.pid for child in supervisor.children]
@@ -51,14 +51,10 @@ def test_children_become_ready_and_all_stop_together(tmp_path: Path) -> None:
 
 
 def test_a_crashed_child_is_reported_and_started_again(tmp_path: Path) -> None:
-    name, port, args, output = hello(tmp_path)
+    server = hello(tmp_path)
+    port = server.port
     lines: list[str] = []
-    supervisor = Supervisor(
-        [program(name, port, args, clean_environment(), output)],
-        restart=True,
-        backoff=Backoff(first=0.2),
-        report=lines.append,
-    )
+    supervisor = restarting(server, lines, first_delay=0.2)
     with supervisor:
         supervisor.wait_ready()
         (child,) = supervisor.children
@@ -92,14 +88,8 @@ def test_a_child_that_dies_before_it_is_ready_is_an_error_with_its_last_words(
 
 
 def test_nothing_is_restarted_once_stopping(tmp_path: Path) -> None:
-    name, port, args, output = hello(tmp_path)
     lines: list[str] = []
-    supervisor = Supervisor(
-        [program(name, port, args, clean_environment(), output)],
-        restart=True,
-        backoff=Backoff(first=0.0),
-        report=lines.append,
-    )
+    supervisor = restarting(hello(tmp_path), lines, first_delay=0.0)
     with supervisor:
         supervisor.wait_ready()
     supervisor.poll()

@@ -88,6 +88,12 @@ def flash_sale(
     Exits non-zero if any correctness check fails (an oversold seat, a missing order, a 5xx,
     an unanswered request).
     """
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        console.print("[bold red]error:[/] the benchmark measures CPU time with psutil")
+        console.print("[dim]Install the bench extra: pip install 'marquee[bench]' (make bench).[/]")
+        raise typer.Exit(code=1) from None
     if mode not in ("embedded", "distributed"):
         console.print(f"[bold red]error:[/] --mode must be embedded or distributed, not {mode!r}")
         raise typer.Exit(code=2)

@@ -206,8 +206,10 @@ async def set_stage(client: Client, plan: Plan, admin_password: str) -> Stage:
 
 
 async def register_buyers(
-    client: Client, count: int, run_id: str, progress: Progress, concurrency: int = 16
+    client: Client, count: int, run_id: str, progress: Progress, concurrency: int = 4
 ) -> list[Buyer]:
+    # Hashing a password is CPU-bound (argon2id): a few at a time keep both cores busy, more
+    # only queue in Identity's threads, past the gateway's timeout on a loaded machine.
     buyers: list[Buyer | None] = [None] * count
     queue = iter(range(count))
     done = 0
