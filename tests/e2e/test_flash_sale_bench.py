@@ -2,7 +2,7 @@
 
 Marquee runs as real processes (``marquee up``, or every service on its own with two booking
 instances on PostgreSQL, Redis and NATS); buyers rush one area through the gateway; then a
-share is paid, the rest lapse in a two-second payment window and their seats are sold again.
+share is paid, the rest lapse in a ten-second payment window and their seats are sold again.
 The benchmark's own checks must all pass: exactly as many orders as seats, nothing oversold,
 no 5xx, nothing unanswered, every unpaid seat back and sold again.
 """
@@ -42,7 +42,7 @@ def test_embedded_sells_exactly_the_tickets_and_resells_the_lapsed_ones(tmp_path
         attempts=5,
         concurrency=50,
         payments=0.5,
-        payment_window=2,
+        payment_window=10,  # long enough to pay after the rush on a loaded machine
     )
 
     report = run_flash_sale(plan, workdir=tmp_path)
@@ -67,7 +67,7 @@ def test_distributed_with_two_booking_instances_sells_exactly_the_tickets(
         concurrency=50,
         booking=2,
         payments=0.5,
-        payment_window=2,
+        payment_window=10,  # long enough to pay after the rush on a loaded machine
         postgres_url=servers.require_postgres(),
         redis_url=servers.require_redis(),
         nats_url=servers.require_nats(),
