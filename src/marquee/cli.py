@@ -157,17 +157,31 @@ def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
 KEEP_ALIVE_SECONDS = 75
 
 
-def serve_asgi(asgi: Any, sock: socket.socket, banner: str | None) -> None:
+def serve_asgi(
+    asgi: Any, sock: socket.socket, banner: str | None, settings: Settings | None = None
+) -> None:
     """Serve ``asgi`` on uvicorn, on the bound ``sock``, as every Marquee process does: one
-    worker, uvloop when installed, no access log (the gateway writes its own), no proxy-header
-    rewriting (the gateway decides whom to believe about X-Forwarded-For)."""
+    worker, uvloop when installed, Marquee's HTTP protocol (raw UTF-8 request lines, problem
+    details for what the server refuses, header and body read timeouts: ``platform/server.py``),
+    no access log (the gateway writes its own), no proxy-header rewriting (the gateway decides
+    whom to believe about X-Forwarded-For)."""
     import uvicorn
 
+    from marquee.platform.server import HttpProtocol
+
     host, port = sock.getsockname()[:2]
+    protocol = HttpProtocol
+    if settings is not None:
+        protocol = HttpProtocol.configured(
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+        )
     config = uvicorn.Config(
         asgi,
         host=host,
         port=port,
+        http=protocol,
+        ws="none",
         log_config=None,
         access_log=False,
         proxy_headers=False,
@@ -275,7 +289,7 @@ def up(
         gateway = all_in_one(settings)
     except StartupError as exc:
         raise fail(str(exc)) from None
-    serve_asgi(gateway, sock, banner)
+    serve_asgi(gateway, sock, banner, settings)
 
 
 @app.command()
@@ -313,7 +327,7 @@ def serve(
     except StartupError as exc:
         raise fail(str(exc)) from None
     host_, port_ = sock.getsockname()[:2]
-    serve_asgi(asgi, sock, f"{service} listening on http://{host_}:{port_}")
+    serve_asgi(asgi, sock, f"{service} listening on http://{host_}:{port_}", settings)
 
 
 @app.command()

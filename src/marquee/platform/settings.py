@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     upstream_queue: int = Field(default=1024, ge=0)
     upstream_queue_timeout_seconds: float = Field(default=2.0, gt=0)
     upstream_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How long a client may take to send a request's headers, then its body (slowloris: 408).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Upstream URLs for the gateway and service clients in distributed mode, comma separated.
     identity_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
