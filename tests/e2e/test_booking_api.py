@@ -234,8 +234,11 @@ async def test_alice_buys_two_tickets_end_to_end_as_in_the_seeds_scenario_1(
     assert len({t["ticket_id"] for t in receipt["tickets"]}) == 2
     for ticket in receipt["tickets"]:
         assert {"ticket_id", "qr_code"} <= ticket.keys()
-        assert ticket["qr_code"].startswith(f"/api/v1/tickets/{ticket['ticket_id']}/qr.png?sig=")
-        image = await api.get(ticket["qr_code"], token=None)  # a mailed link: no sign-in
+        # Absolute, under the public URL (here the gateway's own address, as nothing is set).
+        base = "http://127.0.0.1:8000"
+        link = f"{base}/api/v1/tickets/{ticket['ticket_id']}/qr.png?sig="
+        assert ticket["qr_code"].startswith(link)
+        image = await api.get(ticket["qr_code"].removeprefix(base), token=None)  # no sign-in
         assert image.status == 200
         assert image.header("Content-Type") == "image/png"
         assert image.body.startswith(PNG_MAGIC)

@@ -98,6 +98,15 @@ def test_a_signed_link_opens_only_its_own_ticket(signer: TicketSigner) -> None:
     assert signer.qr_url("ticket-001") == f"/api/v1/tickets/ticket-001/qr.png?sig={sig}"
 
 
+def test_a_signed_link_is_absolute_under_the_public_url() -> None:
+    signer = TicketSigner(Ed25519PrivateKey.generate(), b"s", "https://tickets.example.com/")
+    sig = signer.link_signature("ticket-001")
+    assert (
+        signer.qr_url("ticket-001")
+        == f"https://tickets.example.com/api/v1/tickets/ticket-001/qr.png?sig={sig}"
+    )
+
+
 def test_links_depend_on_the_deployments_secret() -> None:
     key = Ed25519PrivateKey.generate()
     one, two = TicketSigner(key, b"secret-one"), TicketSigner(key, b"secret-two")

@@ -155,7 +155,7 @@ class TicketOut(BaseModel):
     """A ticket; ``ticket_id`` and ``qr_code`` are the seed's fields."""
 
     ticket_id: str
-    qr_code: str  # the PNG's URL (absolute path), openable without signing in
+    qr_code: str  # the PNG's absolute URL (MARQUEE_PUBLIC_URL), openable without signing in
     qr_payload: str  # what the QR code encodes, signed with Ed25519
     seat_number: int
     status: str

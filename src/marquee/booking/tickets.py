@@ -11,7 +11,7 @@ the base64 of the 32 raw private bytes), which every booking instance of a deplo
 share. Without it a key is generated once and kept at ``<data_dir>/keys/tickets_ed25519.pem``,
 which suits the single-machine modes.
 
-The PNG link is ``/api/v1/tickets/{ticket_id}/qr.png?sig=...`` where ``sig`` is an HMAC of the
+The PNG link is ``<public URL>/api/v1/tickets/{ticket_id}/qr.png?sig=...`` where ``sig`` is an HMAC of the
 ticket id under a key derived from the JWT secret, so the link can be mailed and opened
 without signing in.
 """
@@ -134,9 +134,12 @@ class TicketVerifier:
 class TicketSigner(TicketVerifier):
     """Signs ticket payloads and QR-image links; holds the private key."""
 
-    def __init__(self, private_key: Ed25519PrivateKey, link_secret: bytes) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, link_secret: bytes, public_url: str = ""
+    ) -> None:
         super().__init__(private_key.public_key())
         self._private_key = private_key
+        self._public_url = public_url.rstrip("/")
         self._link_key = hashlib.sha256(b"marquee-ticket-qr-link:" + link_secret).digest()
 
     @classmethod
@@ -147,7 +150,7 @@ class TicketSigner(TicketVerifier):
             key = parse_private_key(configured)
         else:
             key = load_or_create_key_file(settings.data_dir / KEY_FILE)
-        return cls(key, settings.resolved_jwt_secret().encode())
+        return cls(key, settings.resolved_jwt_secret().encode(), settings.public_base_url)
 
     def sign(self, claims: TicketClaims) -> str:
         body = _b64encode(orjson.dumps(claims.to_compact()))
@@ -164,7 +167,9 @@ class TicketSigner(TicketVerifier):
         return hmac.compare_digest(self.link_signature(ticket_id), signature)
 
     def qr_url(self, ticket_id: str) -> str:
-        return f"/api/v1/tickets/{ticket_id}/qr.png?sig={self.link_signature(ticket_id)}"
+        """The PNG's signed link, absolute under the public URL the signer was given."""
+        path = f"/api/v1/tickets/{ticket_id}/qr.png?sig={self.link_signature(ticket_id)}"
+        return self._public_url + path
 
     def public_key_pem(self) -> str:
         return (

@@ -78,6 +78,6 @@ class NotificationConfig:
             poll_interval_seconds=_setting(
                 settings, "notification_poll_interval_seconds", cls.poll_interval_seconds
             ),
-            public_url=_setting(settings, "public_url", f"http://{settings.host}:{settings.port}"),
+            public_url=settings.public_base_url,
             timezone=_setting(settings, "notification_timezone", cls.timezone),
         )

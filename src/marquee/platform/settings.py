@@ -88,7 +88,9 @@ class Settings(BaseSettings):
     mailer_url: str = "file://"
     mail_from: str = "Marquee <tickets@marquee.local>"
     sms_url: str = "file://"  # file:// (DATA_DIR/sms/*.txt) | file:///dir | log://
-    public_url: str | None = None  # base for links in emails; None means http://HOST:PORT
+    # Where the public reaches the gateway: the base of every absolute link Marquee hands out
+    # (e-tickets' QR codes, links in emails). Unset: the gateway's own address, HOST:PORT.
+    public_url: str | None = None
     notification_max_attempts: int = Field(default=8, ge=1, le=100)
     notification_retry_base_seconds: float = Field(default=30.0, gt=0)
     notification_retry_cap_seconds: float = Field(default=3600.0, gt=0)
@@ -168,6 +170,17 @@ class Settings(BaseSettings):
     @property
     def burst(self) -> int:
         return self.rate_limit_burst or max(1, round(self.rate_limit_per_second))
+
+    @property
+    def public_base_url(self) -> str:
+        """``public_url`` without a trailing slash, else ``http://HOST:PORT`` (a wildcard
+        listening address becomes the loopback one, which at least opens on this machine)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)  # noqa: S104
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def database_url_for(self, service: str) -> str:
         """One service's database URL: its own override, the shared URL, or its SQLite file."""

@@ -47,6 +47,12 @@ function failed(ctx, error, retry) {
   }
 }
 
+// A URL of this site as a path on the page's own origin.
+function sameOrigin(url) {
+  const parsed = new URL(url, location.origin);
+  return parsed.pathname + parsed.search;
+}
+
 function loginHref(next = location.pathname + location.search) {
   return `/login?next=${encodeURIComponent(next)}`;
 }
@@ -862,7 +868,9 @@ export async function order(ctx, orderId) {
             'li',
             { class: `ticket${ticket.status === 'void' ? ' void' : ''}` },
             h('img', {
-              src: ticket.qr_code,
+              // The link is absolute under the configured public URL; the page loads it from its
+              // own origin (its Content-Security-Policy allows no other), however it was reached.
+              src: sameOrigin(ticket.qr_code),
               alt: t('order.ticket_alt', { n: ticket.seat_number }),
               width: 200,
               height: 200,
