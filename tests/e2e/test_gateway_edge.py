@@ -749,3 +749,23 @@ async def test_the_docs_page_is_swagger_ui_over_the_merged_document(edge: Edge) 
     assert (answer.header("content-type") or "").startswith("text/html")
     assert b"swagger-ui" in answer.body
     assert b"/openapi.json" in answer.body
+
+
+@pytest.mark.parametrize(("page", "marker"), [("/docs", b"swagger-ui"), ("/redoc", b"redoc")])
+async def test_the_docs_pages_load_nothing_from_elsewhere_and_their_files_are_served(
+    edge: Edge, page: str, marker: bytes
+) -> None:
+    answer = await edge.api.get(page)
+    assert answer.status == 200
+    html = answer.body.decode()
+    assert marker in answer.body
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(
+        r"(?:url|Url): '([^']+)'", html
+    )
+    assert loaded
+    assert all(url.startswith("/") and not url.startswith("//") for url in loaded), loaded
+    for url in loaded:
+        if url.startswith("/docs/assets/"):
+            asset = await edge.api.get(url)
+            assert asset.status == 200, url
+            assert len(asset.body) > 1000, url

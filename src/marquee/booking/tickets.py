@@ -11,9 +11,9 @@ the base64 of the 32 raw private bytes), which every booking instance of a deplo
 share. Without it a key is generated once and kept at ``<data_dir>/keys/tickets_ed25519.pem``,
 which suits the single-machine modes.
 
-The PNG link is ``<public URL>/api/v1/tickets/{ticket_id}/qr.png?sig=...`` where ``sig`` is an HMAC of the
-ticket id under a key derived from the JWT secret, so the link can be mailed and opened
-without signing in.
+The PNG link is ``<public URL>/api/v1/tickets/{ticket_id}/qr.png?sig=...`` where ``sig`` is
+an HMAC of the ticket id under a key derived from the JWT secret, so the link can be mailed
+and opened without signing in.
 """
 
 from __future__ import annotations

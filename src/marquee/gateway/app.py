@@ -28,13 +28,13 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from urllib.parse import quote
 
-from fastapi.openapi.docs import get_swagger_ui_html
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from marquee.gateway.admission import Admission, Rejected
 from marquee.gateway.clientip import client_ip
+from marquee.gateway.docs import ApiDocs
 from marquee.gateway.edgeauth import Access, required_access
 from marquee.gateway.limits import rate_limit_headers, rate_limit_policy, retry_after
 from marquee.gateway.openapi import MergedDocument
@@ -66,6 +66,7 @@ from marquee.platform.transport import (
 )
 from marquee.platform.verified import VerifiedTokens
 from marquee.web import Storefront
+from marquee.web.site import Asset, asset_response
 
 access_log = logging.getLogger("marquee.gateway.access")
 log = logging.getLogger("marquee.gateway")
@@ -182,13 +183,14 @@ class Gateway:
         self.burst = s.burst
         self.policy_header = (b"ratelimit-policy", rate_limit_policy(self.rate, self.burst))
         self.openapi = MergedDocument(self.upstreams, route, version=_version())
-        self.docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="Marquee API")
+        self.docs = ApiDocs("/openapi.json", "Marquee API")
         self.pages: dict[str, Page] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
             "/openapi.json": self._openapi,
             "/docs": self._docs,
+            "/redoc": self._redoc,
         }
         # True: the storefront shipped in marquee.web; False: no storefront (API only).
         if storefront is True:
@@ -471,8 +473,10 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str
     ) -> None:
         page = self.pages.get(path)
-        asset = None
-        if page is None and self.storefront is not None:
+        asset: Asset | None = None
+        if page is None:
+            asset = self.docs.find(path)
+        if page is None and asset is None and self.storefront is not None:
             asset = self.storefront.find(path)
         if page is None and asset is None:
             response = problem_response(404, "not_found", f"No such endpoint: {path}")
@@ -483,8 +487,8 @@ class Gateway:
                 f"{path} answers GET and HEAD only.",
                 headers={"Allow": "GET, HEAD"},
             )
-        elif asset is not None and self.storefront is not None:
-            response = self.storefront.response(asset, scope["headers"])
+        elif asset is not None:
+            response = asset_response(asset, scope["headers"])
         else:
             assert page is not None
             response = await page()
@@ -541,7 +545,10 @@ class Gateway:
         return Response(await self.openapi.json(), media_type="application/json")
 
     async def _docs(self) -> Response:
-        return self.docs_page
+        return self.docs.swagger
+
+    async def _redoc(self) -> Response:
+        return self.docs.redoc
 
     # -- lifespan --------------------------------------------------------------------------
 

@@ -128,26 +128,31 @@ class Storefront:
         return None
 
     def response(self, asset: Asset, headers: Iterable[tuple[bytes, bytes]]) -> Response:
-        """``asset`` for a request with these (ASGI) headers: 304 when the client's copy is
-        current, gzip when the client takes it."""
-        if_none_match: bytes | None = None
-        accept_encoding = b""
-        for key, value in headers:
-            if key == b"if-none-match":
-                if_none_match = value
-            elif key == b"accept-encoding":
-                accept_encoding = value
-        out = dict(_COMMON_HEADERS)
-        out["etag"] = asset.etag
-        if asset.name == INDEX:
-            out.update(_HTML_HEADERS)
-        if if_none_match is not None and _matches(if_none_match.decode("latin-1"), asset.etag):
-            return Response(status_code=304, headers=out)
-        out["content-type"] = asset.content_type
-        if asset.gzipped is not None and _takes_gzip(accept_encoding):
-            out["content-encoding"] = "gzip"
-            return Response(asset.gzipped, headers=out)
-        return Response(asset.body, headers=out)
+        """``asset`` for a request with these (ASGI) headers (see ``asset_response``)."""
+        return asset_response(asset, headers)
+
+
+def asset_response(asset: Asset, headers: Iterable[tuple[bytes, bytes]]) -> Response:
+    """``asset`` for a request with these (ASGI) headers: 304 when the client's copy is
+    current, gzip when the client takes it."""
+    if_none_match: bytes | None = None
+    accept_encoding = b""
+    for key, value in headers:
+        if key == b"if-none-match":
+            if_none_match = value
+        elif key == b"accept-encoding":
+            accept_encoding = value
+    out = dict(_COMMON_HEADERS)
+    out["etag"] = asset.etag
+    if asset.name == INDEX:
+        out.update(_HTML_HEADERS)
+    if if_none_match is not None and _matches(if_none_match.decode("latin-1"), asset.etag):
+        return Response(status_code=304, headers=out)
+    out["content-type"] = asset.content_type
+    if asset.gzipped is not None and _takes_gzip(accept_encoding):
+        out["content-encoding"] = "gzip"
+        return Response(asset.gzipped, headers=out)
+    return Response(asset.body, headers=out)
 
 
 def _is_app_path(path: str) -> bool:
