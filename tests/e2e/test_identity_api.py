@@ -104,8 +104,19 @@ async def test_an_email_can_be_registered_only_once(api: Api) -> None:
 async def test_a_weak_password_is_refused_with_the_reasons(api: Api) -> None:
     answer = await api.post("/api/v1/auth/register", json={**ALICE, "password": "password"})
     body = problem(answer, 422, "weak_password")
-    assert body["reasons"] == ["must contain a digit"]
+    assert body["reasons"] == [
+        "must contain a digit",
+        "is one of the commonest passwords in public data breaches",
+    ]
     assert "must contain a digit" in body["detail"]
+
+
+async def test_a_password_from_the_breach_lists_is_refused_though_it_meets_the_rest(
+    api: Api,
+) -> None:
+    answer = await api.post("/api/v1/auth/register", json={**ALICE, "password": "password1"})
+    body = problem(answer, 422, "weak_password")
+    assert body["reasons"] == ["is one of the commonest passwords in public data breaches"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from marquee.identity.domain import (
     RefreshVerdict,
     UserId,
     WeakPasswordError,
+    breached_passwords,
     check_password,
     judge_refresh,
     normalise_email,
@@ -115,6 +116,9 @@ def test_the_seed_password_meets_the_policy() -> None:
         ("onlyletters", "a digit"),
         ("1234567890", "a letter"),
         ("x1" * 65, "at most 128 characters"),
+        ("password1", "commonest passwords"),
+        ("PassWord123", "commonest passwords"),
+        ("1q2w3e4r", "commonest passwords"),
     ],
 )
 def test_a_weak_password_is_refused_with_the_rule_it_breaks(password: str, broken: str) -> None:
@@ -139,6 +143,7 @@ def test_a_password_passes_exactly_when_it_breaks_no_rule(password: str) -> None
         8 <= len(password) <= 128
         and any(ch.isalpha() for ch in password)
         and any(ch.isdigit() for ch in password)
+        and password.lower() not in breached_passwords()
     )
     assert (password_problems(password) == ()) == fine
 

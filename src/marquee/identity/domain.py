@@ -7,6 +7,7 @@ in microseconds. Errors know nothing of HTTP; ``api.py`` maps them to problem de
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import unicodedata
 import uuid
@@ -151,8 +152,9 @@ def normalise_email(raw: str) -> Email:
 def password_problems(password: str, *, email: str = "") -> tuple[str, ...]:
     """Every rule of the password policy that ``password`` breaks (empty when it is fine).
 
-    The policy: 8 to 128 characters, at least one letter and one digit, and not the account's
-    email address.
+    The policy: 8 to 128 characters, at least one letter and one digit, not the account's
+    email address, and not one of the commonest passwords of public breaches (NIST SP 800-63B
+    asks for that check; see ``breached_passwords``).
     """
     problems: list[str] = []
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -165,7 +167,20 @@ def password_problems(password: str, *, email: str = "") -> tuple[str, ...]:
         problems.append("must contain a digit")
     if email and password.strip().lower() == email.strip().lower():
         problems.append("must not be your email address")
+    if password.lower() in breached_passwords():
+        problems.append("is one of the commonest passwords in public data breaches")
     return tuple(problems)
+
+
+@functools.cache
+def breached_passwords() -> frozenset[str]:
+    """The 30,000 commonest passwords of public breaches, lower case: the list the ``zxcvbn``
+    package ships (from the Xato corpus), checked offline. Loaded once, on first use."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    listed: str | list[str] = FREQUENCY_LISTS["passwords"]
+    words = listed.split(",") if isinstance(listed, str) else listed
+    return frozenset(word.lower() for word in words)
 
 
 def check_password(password: str, *, email: str = "") -> None:

@@ -8,6 +8,8 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from marquee.identity.domain import breached_passwords
+
 
 class Passwords:
     """Hash and verify passwords with argon2id (argon2-cffi's RFC 9106 low-memory defaults).
@@ -25,8 +27,10 @@ class Passwords:
         self._dummy: str | None = None
 
     async def warm(self) -> None:
-        """Make the dummy hash now, so the first unknown-email sign-in is not slower."""
+        """Make the dummy hash and load the breached-password list now, so the first sign-in
+        or registration is not slower."""
         await self._dummy_hash()
+        await asyncio.to_thread(breached_passwords)
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)

@@ -265,7 +265,7 @@ const zh = {
   'msg.email_taken': '该邮箱已注册，请直接登录。',
   'msg.invalid_credentials': '邮箱或密码不正确。',
   'msg.invalid_email': '邮箱格式不正确。',
-  'msg.weak_password': '密码至少 8 位，且须包含字母和数字，不能与邮箱相同。',
+  'msg.weak_password': '密码至少 8 位，且须包含字母和数字，不能与邮箱相同，也不能是常见的泄露密码。',
   'msg.invalid_full_name': '请填写姓名。',
   'msg.invalid_phone': '手机号格式不正确。',
   'msg.unauthorized': '登录已过期，请重新登录。',
@@ -545,7 +545,7 @@ const en = {
   'msg.invalid_credentials': 'Wrong email or password.',
   'msg.invalid_email': 'That email address does not look right.',
   'msg.weak_password':
-    'The password needs at least 8 characters, letters and digits, and must not be your email.',
+    'The password needs at least 8 characters, letters and digits, must not be your email, and must not be a commonly leaked password.',
   'msg.invalid_full_name': 'Please enter your name.',
   'msg.invalid_phone': 'That phone number does not look right.',
   'msg.unauthorized': 'Your session has ended. Please log in again.',
