@@ -98,6 +98,14 @@ def test_a_signed_link_opens_only_its_own_ticket(signer: TicketSigner) -> None:
     assert signer.qr_url("ticket-001") == f"/api/v1/tickets/ticket-001/qr.png?sig={sig}"
 
 
+@given(st.text(max_size=40))
+def test_no_text_but_the_signature_opens_a_link(text: str) -> None:
+    signer = TicketSigner(Ed25519PrivateKey.from_private_bytes(b"k" * 32), b"secret")
+    assert signer.link_is_valid("ticket-001", text) == (
+        text == signer.link_signature("ticket-001")
+    )
+
+
 def test_a_signed_link_is_absolute_under_the_public_url() -> None:
     signer = TicketSigner(Ed25519PrivateKey.generate(), b"s", "https://tickets.example.com/")
     sig = signer.link_signature("ticket-001")

@@ -164,6 +164,10 @@ class TicketSigner(TicketVerifier):
         return _b64encode(mac[:18])
 
     def link_is_valid(self, ticket_id: str, signature: str) -> bool:
+        # compare_digest takes only ASCII text; a signature is base64url, so anything else is
+        # simply not one (and must not become a 500).
+        if not signature.isascii():
+            return False
         return hmac.compare_digest(self.link_signature(ticket_id), signature)
 
     def qr_url(self, ticket_id: str) -> str:
