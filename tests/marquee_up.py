@@ -83,7 +83,7 @@ class Server:
         token = self.call("POST", "/api/v1/auth/register", body)["access_token"]
         return email, token
 
-    def on_sale_show(self, *, capacity: int, price: str = "100", per_user_limit: int = 4) -> Scene:
+    def on_sale_show(self, *, capacity: int, price: float = 100, per_user_limit: int = 4) -> Scene:
         """A new on-sale show with one future session and one seat area."""
         tag = uuid.uuid4().hex[:8]
         show = self.admin(

@@ -129,7 +129,7 @@ def test_a_buyer_can_cancel_an_unpaid_order_and_its_seats_come_back(
 def test_a_declined_sandbox_payment_is_explained_and_the_order_stays_payable(
     new_page: Any, server: Server
 ) -> None:
-    scene = server.on_sale_show(capacity=5, price="99.5")
+    scene = server.on_sale_show(capacity=5, price=99.5)
     email, _ = server.new_buyer()
     page = new_page("en-US")
     page.goto(server.url("/login"))
@@ -291,7 +291,7 @@ def test_the_pages_fit_a_phone_screen(new_page: Any, server: Server) -> None:
     assert buy["x"] + buy["width"] <= 390
     screenshot(page, "10-phone-show")
 
-    scene = server.on_sale_show(capacity=6, price="380")
+    scene = server.on_sale_show(capacity=6, price=380)
     email, token = server.new_buyer("手机用户")
     placed = server.order(token, scene.session_id, scene.area_id, 2)
     server.pay(token, placed["order_id"])

@@ -278,7 +278,7 @@ async def test_an_order_carries_its_items_currency_and_creation_time(
 
 
 async def test_money_stays_exact_for_fractional_prices(api: Api, alice: str) -> None:
-    stage = await make_stage(api, price="99.95")
+    stage = await make_stage(api, price=99.95)
     created = await order(api, stage, alice, 3)
     assert b'"total_amount":299.85' in created.body
 

@@ -101,9 +101,7 @@ def test_a_signed_link_opens_only_its_own_ticket(signer: TicketSigner) -> None:
 @given(st.text(max_size=40))
 def test_no_text_but_the_signature_opens_a_link(text: str) -> None:
     signer = TicketSigner(Ed25519PrivateKey.from_private_bytes(b"k" * 32), b"secret")
-    assert signer.link_is_valid("ticket-001", text) == (
-        text == signer.link_signature("ticket-001")
-    )
+    assert signer.link_is_valid("ticket-001", text) == (text == signer.link_signature("ticket-001"))
 
 
 def test_a_signed_link_is_absolute_under_the_public_url() -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from marquee.catalog.api import ERRORS
 from marquee.catalog.client import Reservation
@@ -68,7 +68,12 @@ def test_text_is_utf8_and_times_are_utc_with_a_z() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"name": "VIP", "price": "99.999", "capacity": 1},
+        {"name": "VIP", "price": 99.999, "capacity": 1},
+        {"name": "VIP", "price": "99.5", "capacity": 1},
+        {"name": "VIP", "price": True, "capacity": 1},
+        {"name": "VIP", "price": 1, "capacity": "5"},
+        {"name": "VIP", "price": 1, "capacity": True},
+        {"name": "VIP", "price": 1, "capacity": 5.0},
         {"name": "VIP", "price": -1, "capacity": 1},
         {"name": "VIP", "price": 1, "capacity": -1},
         {"name": "VIP", "price": 1, "capacity": 1, "currency": "rmb"},
@@ -87,21 +92,34 @@ def test_a_seat_area_defaults_to_cny() -> None:
     assert (created.name, created.price, created.currency) == ("VIP A区", Decimal(1280), "CNY")
 
 
+def test_money_in_a_request_is_an_exact_number_of_cents() -> None:
+    for sent, read in [(1280, Decimal(1280)), (99.5, Decimal("99.5")), (0.57, Decimal("0.57"))]:
+        assert SeatAreaCreate.model_validate({"name": "A", "price": sent, "capacity": 1}).price == (
+            read
+        )
+    # Some encoders write 0.57 as 0.5700000000000001: that is still 57 cents.
+    noisy = SeatAreaCreate.model_validate({"name": "A", "price": 57 * 0.01, "capacity": 1})
+    assert noisy.price == Decimal("0.57")
+
+
 def test_a_show_names_its_venue_by_id_or_by_name_and_city() -> None:
-    assert ShowCreate(title="茶馆", category="话剧", venue_id="venue-1").venue_id == "venue-1"
-    assert ShowCreate(title="茶馆", category="话剧", venue="首都剧场", city="北京").city == "北京"
+    shows = TypeAdapter(ShowCreate)
+    by_id = {"title": "茶馆", "category": "话剧", "venue_id": "venue-1"}
+    assert shows.validate_python(by_id).model_dump()["venue_id"] == "venue-1"
+    by_name = {"title": "茶馆", "category": "话剧", "venue": "首都剧场", "city": "北京"}
+    assert shows.validate_python(by_name).model_dump()["city"] == "北京"
     for venue in (
         {},
         {"venue": "首都剧场"},
         {"venue_id": "v", "venue": "首都剧场", "city": "北京"},
     ):
         with pytest.raises(ValidationError):
-            ShowCreate.model_validate({"title": "茶馆", "category": "话剧", **venue})
+            shows.validate_python({"title": "茶馆", "category": "话剧", **venue})
 
 
 def test_a_show_status_is_one_of_three() -> None:
     with pytest.raises(ValidationError):
-        ShowCreate.model_validate(
+        TypeAdapter(ShowCreate).validate_python(
             {"title": "茶馆", "category": "话剧", "venue_id": "v", "status": "published"}
         )
 
@@ -113,6 +131,14 @@ def test_a_patch_changes_only_what_it_names_and_clears_only_what_may_be_cleared(
         SessionPatch.model_validate({"starts_at": None})
     with pytest.raises(ValidationError):
         ShowPatch.model_validate({"title": None})
+
+
+def test_what_a_patch_cannot_clear_its_schema_does_not_offer_to() -> None:
+    title = ShowPatch.model_json_schema()["properties"]["title"]
+    assert title["type"] == "string"
+    assert "default" not in title
+    sale_ends = SessionPatch.model_json_schema()["properties"]["sale_ends_at"]
+    assert {"type": "null"} in sale_ends["anyOf"]
 
 
 def test_session_times_must_carry_a_time_zone() -> None:

@@ -31,6 +31,7 @@ from marquee.booking.schemas import (
     render,
 )
 from marquee.platform.auth import AdminUser, CurrentUser, Principal, authenticate, tokens_of
+from marquee.platform.contract import errors
 from marquee.platform.problems import Problem, problem_response
 
 router = APIRouter()
@@ -178,7 +179,15 @@ async def on_booking_error(request: Request, exc: Exception) -> Response:
 # -- orders ---------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/orders", status_code=201, response_model=OrderOut)
+@router.post(
+    "/api/v1/orders",
+    status_code=201,
+    response_model=OrderOut,
+    responses={
+        200: {"model": OrderOut, "description": "The order this Idempotency-Key made before."},
+        **errors(401, 403, 404, 409, 422, 503),
+    },
+)
 async def place_order(
     request: Request,
     body: PlaceOrderIn,
@@ -204,7 +213,7 @@ async def place_order(
     return render(OrderOut.of(placed.order), 200, {"Idempotent-Replayed": "true"})
 
 
-@router.get("/api/v1/orders", response_model=OrderPageOut)
+@router.get("/api/v1/orders", response_model=OrderPageOut, responses=errors(401))
 async def list_my_orders(
     user: CurrentUser, booking: BookingDep, page: Page = 1, page_size: PageSize = 20
 ) -> Response:
@@ -216,18 +225,24 @@ async def list_my_orders(
     )
 
 
-@router.get("/api/v1/orders/{order_id}", response_model=OrderDetailsOut)
+@router.get("/api/v1/orders/{order_id}", response_model=OrderDetailsOut, responses=errors(401, 404))
 async def get_order(order_id: str, user: CurrentUser, booking: BookingDep) -> Response:
     details = await booking.order_details(user, order_id)
     return render(_details_out(booking, details))
 
 
-@router.post("/api/v1/orders/{order_id}/cancel", response_model=OrderOut)
+@router.post(
+    "/api/v1/orders/{order_id}/cancel", response_model=OrderOut, responses=errors(401, 404, 409)
+)
 async def cancel_order(order_id: str, user: CurrentUser, booking: BookingDep) -> Response:
     return render(OrderOut.of(await booking.cancel_order(user, order_id)))
 
 
-@router.post("/api/v1/orders/{order_id}/pay", response_model=PaidOrderOut)
+@router.post(
+    "/api/v1/orders/{order_id}/pay",
+    response_model=PaidOrderOut,
+    responses=errors(401, 402, 404, 409, 422, 502, 503, 504),
+)
 async def pay_order(
     order_id: str,
     body: PayIn,
@@ -253,7 +268,10 @@ async def pay_order(
 
 
 @router.post(
-    "/api/v1/orders/{order_id}/refund-requests", status_code=201, response_model=RefundRequestOut
+    "/api/v1/orders/{order_id}/refund-requests",
+    status_code=201,
+    response_model=RefundRequestOut,
+    responses=errors(401, 404, 409),
 )
 async def request_refund(
     order_id: str,
@@ -280,7 +298,14 @@ async def signing_key(booking: BookingDep) -> Response:
     )
 
 
-@router.get("/api/v1/tickets/{ticket_id}/qr.png", response_class=Response)
+@router.get(
+    "/api/v1/tickets/{ticket_id}/qr.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The QR code, a PNG."},
+        **errors(401, 404),
+    },
+)
 async def ticket_qr(
     ticket_id: str,
     request: Request,
@@ -299,7 +324,7 @@ async def ticket_qr(
 # -- admin ----------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/admin/orders", response_model=OrderPageOut)
+@router.get("/api/v1/admin/orders", response_model=OrderPageOut, responses=errors(401, 403))
 async def admin_list_orders(
     admin: AdminUser,
     booking: BookingDep,
@@ -318,7 +343,7 @@ async def admin_list_orders(
     )
 
 
-@router.post("/api/v1/admin/checkins", response_model=CheckInOut)
+@router.post("/api/v1/admin/checkins", response_model=CheckInOut, responses=errors(401, 403))
 async def check_in(body: CheckInIn, admin: AdminUser, booking: BookingDep) -> Response:
     """A scanned QR payload at the gate: valid / already_used / forged / refunded."""
     outcome = await booking.check_in(admin, body.payload)
@@ -336,7 +361,11 @@ async def check_in(body: CheckInIn, admin: AdminUser, booking: BookingDep) -> Re
     )
 
 
-@router.get("/api/v1/admin/refund-requests", response_model=RefundRequestPageOut)
+@router.get(
+    "/api/v1/admin/refund-requests",
+    response_model=RefundRequestPageOut,
+    responses=errors(401, 403),
+)
 async def list_refund_requests(
     admin: AdminUser,
     booking: BookingDep,
@@ -355,7 +384,17 @@ async def list_refund_requests(
     )
 
 
-@router.post("/api/v1/admin/refund-requests/{request_id}/approve", response_model=RefundDecisionOut)
+@router.post(
+    "/api/v1/admin/refund-requests/{request_id}/approve",
+    response_model=RefundDecisionOut,
+    responses={
+        202: {
+            "model": RefundDecisionOut,
+            "description": "Approved; a step failed and a sweeper is finishing the refund.",
+        },
+        **errors(401, 403, 404, 409),
+    },
+)
 async def approve_refund(request_id: str, admin: AdminUser, booking: BookingDep) -> Response:
     """Approve and carry out a refund. 200 when done; 202 when approved but a step failed
     (the provider or Catalog unreachable) and a sweeper is finishing it."""
@@ -368,7 +407,11 @@ async def approve_refund(request_id: str, admin: AdminUser, booking: BookingDep)
     return render(out, 200 if decision.carried_out else 202)
 
 
-@router.post("/api/v1/admin/refund-requests/{request_id}/reject", response_model=RefundRequestOut)
+@router.post(
+    "/api/v1/admin/refund-requests/{request_id}/reject",
+    response_model=RefundRequestOut,
+    responses=errors(401, 403, 404, 409),
+)
 async def reject_refund(
     request_id: str,
     admin: AdminUser,

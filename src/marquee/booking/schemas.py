@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from marquee.booking.domain import Order, RefundRequest, StatusChanged, Ticket
 from marquee.booking.payments import PaymentMethod
+from marquee.platform.contract import NUMBER_ONLY, Money
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
@@ -54,7 +55,7 @@ class PlaceOrderIn(BaseModel):
 
     session_id: Identifier
     seat_area_id: Identifier
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), NUMBER_ONLY]
 
 
 class PayIn(BaseModel):
@@ -90,14 +91,14 @@ class OrderItemOut(BaseModel):
     seat_area_id: str
     area_name: str
     quantity: int
-    unit_price: Decimal
+    unit_price: Money
 
 
 class OrderOut(BaseModel):
     """An order; the first four fields are the seed's create-order answer."""
 
     order_id: str
-    total_amount: Decimal
+    total_amount: Money
     status: str
     expires_at: datetime
     currency: str
@@ -195,7 +196,7 @@ class RefundRequestOut(BaseModel):
     user_id: str
     status: str
     reason: str | None
-    amount: Decimal
+    amount: Money
     currency: str
     created_at: datetime
     decided_at: datetime | None
@@ -240,7 +241,7 @@ class PaidOrderOut(BaseModel):
     order_id: str
     status: str
     tickets: list[TicketOut]
-    total_amount: Decimal
+    total_amount: Money
     currency: str
     paid_at: datetime | None
     payment_method: str | None

@@ -7,10 +7,12 @@ the single table ``ERRORS`` below.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import Response
 
 from marquee.catalog import repository as repo
@@ -27,6 +29,7 @@ from marquee.catalog.domain import (
     NotOnSaleError,
     ReservationConflictError,
     ReservationReleasedError,
+    ScheduleConflictError,
     ShowStatus,
 )
 from marquee.catalog.schemas import (
@@ -44,10 +47,10 @@ from marquee.catalog.schemas import (
     SessionCreate,
     SessionList,
     SessionPatch,
+    ShowChange,
     ShowCreate,
     ShowDetail,
     ShowPage,
-    ShowPatch,
     VenueCreate,
     VenueOut,
     VenuePage,
@@ -56,6 +59,7 @@ from marquee.catalog.schemas import (
 )
 from marquee.catalog.service import CatalogService
 from marquee.platform.auth import current_admin
+from marquee.platform.contract import errors
 from marquee.platform.problems import problem_body, problem_response
 
 JSON = "application/json"
@@ -74,7 +78,21 @@ PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 CityQuery = Annotated[str | None, Query(max_length=64)]
 CategoryQuery = Annotated[str | None, Query(max_length=32)]
 SearchQuery = Annotated[str | None, Query(max_length=100, description="In title or venue.")]
-DateQuery = Annotated[dt.date | None, Query(description="A local date, YYYY-MM-DD.")]
+
+
+def _iso_date(value: object) -> object:
+    # Lax parsing would read "0" as 1970-01-01 (a Unix time); a date is written YYYY-MM-DD.
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DateQuery = Annotated[
+    dt.date | None,
+    BeforeValidator(_iso_date),
+    Query(description="A local date, YYYY-MM-DD."),
+]
 
 
 def render(body: Any, status: int = 200) -> Response:
@@ -94,6 +112,11 @@ def _nothing(_: Any) -> dict[str, Any]:
 
 ERRORS: dict[type[CatalogError], ErrorRule] = {
     NotFoundError: (404, "not_found", _nothing),
+    ScheduleConflictError: (
+        409,
+        "schedule_conflict",
+        lambda e: {"errors": [{"loc": [e.field], "msg": e.message, "type": "value_error"}]},
+    ),
     InvalidInputError: (
         422,
         "validation_error",
@@ -164,17 +187,21 @@ async def list_shows(
     )
 
 
-@public.get("/api/v1/shows/{show_id}", response_model=ShowDetail)
+@public.get("/api/v1/shows/{show_id}", response_model=ShowDetail, responses=errors(404))
 async def get_show(catalog: Catalog, show_id: str) -> Response:
     return render(await catalog.show_detail(show_id))
 
 
-@public.get("/api/v1/shows/{show_id}/sessions", response_model=SessionList)
+@public.get("/api/v1/shows/{show_id}/sessions", response_model=SessionList, responses=errors(404))
 async def list_show_sessions(catalog: Catalog, show_id: str) -> Response:
     return render(await catalog.show_sessions(show_id))
 
 
-@public.get("/api/v1/sessions/{session_id}/availability", response_model=SessionAvailability)
+@public.get(
+    "/api/v1/sessions/{session_id}/availability",
+    response_model=SessionAvailability,
+    responses=errors(404),
+)
 async def session_availability(catalog: Catalog, session_id: str) -> Response:
     return render(await catalog.session_availability(session_id))
 
@@ -189,7 +216,7 @@ async def list_venues(
     return render(await catalog.list_venues(city=city or None, page=page, page_size=page_size))
 
 
-@public.get("/api/v1/venues/{venue_id}", response_model=VenueOut)
+@public.get("/api/v1/venues/{venue_id}", response_model=VenueOut, responses=errors(404))
 async def get_venue(catalog: Catalog, venue_id: str) -> Response:
     return render(await catalog.get_venue(venue_id))
 
@@ -197,11 +224,14 @@ async def get_venue(catalog: Catalog, venue_id: str) -> Response:
 # -- admin -----------------------------------------------------------------------------------
 
 admin = APIRouter(
-    prefix="/api/v1/admin", tags=["catalog admin"], dependencies=[Depends(current_admin)]
+    prefix="/api/v1/admin",
+    tags=["catalog admin"],
+    dependencies=[Depends(current_admin)],
+    responses=errors(401, 403),
 )
 
 
-@admin.post("/venues", status_code=201, response_model=VenueOut)
+@admin.post("/venues", status_code=201, response_model=VenueOut, responses=errors(409))
 async def create_venue(catalog: Catalog, body: VenueCreate) -> Response:
     return render(await catalog.create_venue(**body.model_dump()), 201)
 
@@ -216,17 +246,17 @@ async def admin_list_venues(
     return render(await catalog.list_venues(city=city or None, page=page, page_size=page_size))
 
 
-@admin.get("/venues/{venue_id}", response_model=VenueOut)
+@admin.get("/venues/{venue_id}", response_model=VenueOut, responses=errors(404))
 async def admin_get_venue(catalog: Catalog, venue_id: str) -> Response:
     return render(await catalog.get_venue(venue_id))
 
 
-@admin.patch("/venues/{venue_id}", response_model=VenueOut)
+@admin.patch("/venues/{venue_id}", response_model=VenueOut, responses=errors(404, 409))
 async def update_venue(catalog: Catalog, venue_id: str, body: VenuePatch) -> Response:
     return render(await catalog.update_venue(venue_id, body.changes()))
 
 
-@admin.post("/shows", status_code=201, response_model=AdminShow)
+@admin.post("/shows", status_code=201, response_model=AdminShow, responses=errors(404, 409))
 async def create_show(catalog: Catalog, body: ShowCreate) -> Response:
     return render(await catalog.create_show(**body.model_dump()), 201)
 
@@ -251,52 +281,64 @@ async def admin_list_shows(
     return render(await catalog.list_shows_admin(flt, page=page, page_size=page_size))
 
 
-@admin.get("/shows/{show_id}", response_model=AdminShow)
+@admin.get("/shows/{show_id}", response_model=AdminShow, responses=errors(404))
 async def admin_get_show(catalog: Catalog, show_id: str) -> Response:
     return render(await catalog.get_show_admin(show_id))
 
 
-@admin.patch("/shows/{show_id}", response_model=AdminShow)
-async def update_show(catalog: Catalog, show_id: str, body: ShowPatch) -> Response:
+@admin.patch("/shows/{show_id}", response_model=AdminShow, responses=errors(404, 409))
+async def update_show(catalog: Catalog, show_id: str, body: ShowChange) -> Response:
     return render(await catalog.update_show(show_id, body.changes()))
 
 
-@admin.post("/shows/{show_id}/sessions", status_code=201, response_model=AdminSession)
+@admin.post(
+    "/shows/{show_id}/sessions",
+    status_code=201,
+    response_model=AdminSession,
+    responses=errors(404, 409),
+)
 async def create_session(catalog: Catalog, show_id: str, body: SessionCreate) -> Response:
     return render(await catalog.create_session(show_id, **body.model_dump()), 201)
 
 
-@admin.get("/shows/{show_id}/sessions", response_model=AdminSessionList)
+@admin.get("/shows/{show_id}/sessions", response_model=AdminSessionList, responses=errors(404))
 async def admin_list_sessions(catalog: Catalog, show_id: str) -> Response:
     return render(AdminSessionList(sessions=await catalog.list_sessions_admin(show_id)))
 
 
-@admin.get("/sessions/{session_id}", response_model=AdminSession)
+@admin.get("/sessions/{session_id}", response_model=AdminSession, responses=errors(404))
 async def admin_get_session(catalog: Catalog, session_id: str) -> Response:
     return render(await catalog.get_session_admin(session_id))
 
 
-@admin.patch("/sessions/{session_id}", response_model=AdminSession)
+@admin.patch("/sessions/{session_id}", response_model=AdminSession, responses=errors(404, 409))
 async def update_session(catalog: Catalog, session_id: str, body: SessionPatch) -> Response:
     return render(await catalog.update_session(session_id, body.changes()))
 
 
-@admin.post("/sessions/{session_id}/seat-areas", status_code=201, response_model=AdminSeatArea)
+@admin.post(
+    "/sessions/{session_id}/seat-areas",
+    status_code=201,
+    response_model=AdminSeatArea,
+    responses=errors(404, 409),
+)
 async def create_seat_area(catalog: Catalog, session_id: str, body: SeatAreaCreate) -> Response:
     return render(await catalog.create_area(session_id, **body.model_dump()), 201)
 
 
-@admin.get("/sessions/{session_id}/seat-areas", response_model=AdminSeatAreaList)
+@admin.get(
+    "/sessions/{session_id}/seat-areas", response_model=AdminSeatAreaList, responses=errors(404)
+)
 async def admin_list_seat_areas(catalog: Catalog, session_id: str) -> Response:
     return render(AdminSeatAreaList(seat_areas=await catalog.list_areas_admin(session_id)))
 
 
-@admin.get("/seat-areas/{area_id}", response_model=AdminSeatArea)
+@admin.get("/seat-areas/{area_id}", response_model=AdminSeatArea, responses=errors(404))
 async def admin_get_seat_area(catalog: Catalog, area_id: str) -> Response:
     return render(await catalog.get_area_admin(area_id))
 
 
-@admin.patch("/seat-areas/{area_id}", response_model=AdminSeatArea)
+@admin.patch("/seat-areas/{area_id}", response_model=AdminSeatArea, responses=errors(404, 409))
 async def update_seat_area(catalog: Catalog, area_id: str, body: SeatAreaPatch) -> Response:
     """Capacity can never drop below what is reserved plus sold (409 with the counts)."""
     return render(await catalog.update_area(area_id, body.changes()))

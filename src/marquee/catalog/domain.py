@@ -347,6 +347,19 @@ def check_schedule(
             raise InvalidInputError("sale_ends_at", "must be after sale_starts_at")
 
 
+class ScheduleConflictError(InvalidInputError):
+    """A change to some of a session's times that does not fit the times it keeps."""
+
+
+def check_new_schedule(before: Session, after: Session) -> None:
+    """Raise ScheduleConflictError unless a session's changed times fit together with the
+    ones it keeps (a conflict with its stored state, not a malformed request)."""
+    try:
+        check_schedule(after.starts_at, after.ends_at, after.sale_starts_at, after.sale_ends_at)
+    except InvalidInputError as exc:
+        raise ScheduleConflictError(exc.field, exc.message) from None
+
+
 def check_hold_expiry(expires_at: datetime, now: datetime) -> None:
     if expires_at <= now:
         raise InvalidInputError("expires_at", "must be in the future")

@@ -1,32 +1,40 @@
 """Catalog's request and response bodies, and their exact JSON rendering.
 
 Money is a Decimal from the database to the wire: ``to_json`` writes it as a JSON number with
-exactly its digits (``1280``, ``99.5``), never through a float.
+exactly its digits (``1280``, ``99.5``), never through a float (``platform/contract.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Self
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from marquee.catalog.domain import (
     DEFAULT_CURRENCY,
     DEFAULT_TIMEZONE,
     ShowStatus,
     money_text,
+    zone,
 )
+from marquee.platform.contract import NUMBER_ONLY, Money, MoneyIn, not_null
 
 
 def _json_default(value: Any) -> Any:
@@ -42,20 +50,40 @@ def to_json(model: BaseModel) -> bytes:
     )
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-City = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-AreaName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# Required text: trimmed, and not blank (the pattern says so in the schema: some non-space).
+def _text(max_length: int) -> Any:
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=r"\S"
+    )
+
+
+Text = Annotated[str, _text(200)]
+City = Annotated[str, _text(64)]
+Category = Annotated[str, _text(32)]
+AreaName = Annotated[str, _text(100)]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)]
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")
 ]
-TimeZoneName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Price = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
+# Every zone this machine knows (the schema lists them, so a client can tell a valid one).
+TIME_ZONES = sorted(zoneinfo.available_timezones() | {"Asia/Shanghai", "UTC"})
+
+
+def _known_zone(name: str) -> str:
+    zone(name)
+    return name
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    WithJsonSchema({"type": "string", "enum": TIME_ZONES, "examples": ["Asia/Shanghai"]}),
+]
+Price = MoneyIn
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Capacity = Annotated[int, Field(ge=0, le=1_000_000)]
-PerUserLimit = Annotated[int, Field(ge=1, le=100)]
+Capacity = Annotated[int, Field(ge=0, le=1_000_000), NUMBER_ONLY]
+PerUserLimit = Annotated[int, Field(ge=1, le=100), NUMBER_ONLY]
 
 
 class _Request(BaseModel):
@@ -63,9 +91,18 @@ class _Request(BaseModel):
 
 
 class _Patch(_Request):
-    """A partial update: only the fields sent change; ``NOT_NULL`` fields cannot be cleared."""
+    """A partial update: only the fields sent change; ``NOT_NULL`` fields cannot be cleared
+    (their schema says so: the plain type, no null)."""
 
     NOT_NULL: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        not_null(*cls.NOT_NULL)(schema)
+        return schema
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> Self:
@@ -116,45 +153,55 @@ class VenuePage(BaseModel):
 # -- shows -------------------------------------------------------------------------------
 
 
-class ShowCreate(_Request):
-    """A show at a venue: name it by ``venue_id``, or by ``venue`` and ``city`` (found, or
-    created on the spot)."""
-
+class _ShowFields(_Request):
     title: Text
     category: Category
-    venue_id: Identifier | None = None
-    venue: Text | None = None
-    city: City | None = None
     description: Description = ""
     status: ShowStatus = "draft"
 
-    @model_validator(mode="after")
-    def _venue_named(self) -> Self:
-        if self.venue_id is None and (self.venue is None or self.city is None):
-            raise ValueError("give venue_id, or venue and city")
-        if self.venue_id is not None and (self.venue is not None or self.city is not None):
-            raise ValueError("give venue_id, or venue and city, not both")
-        return self
+
+class ShowAtVenue(_ShowFields):
+    """A show at a venue named by its ID."""
+
+    venue_id: Identifier
+
+
+class ShowAtNamedVenue(_ShowFields):
+    """A show at the venue of this name in this city, found or created on the spot."""
+
+    venue: Text
+    city: City
+
+
+ShowCreate = ShowAtVenue | ShowAtNamedVenue
+"""A show at a venue: name it by ``venue_id``, or by ``venue`` and ``city``; not both."""
 
 
 class ShowPatch(_Patch):
-    NOT_NULL = ("title", "category", "venue_id", "venue", "city", "description", "status")
+    """Change a show's own fields."""
+
+    NOT_NULL = ("title", "category", "description", "status")
     title: Text | None = None
     category: Category | None = None
-    venue_id: Identifier | None = None
-    venue: Text | None = None
-    city: City | None = None
     description: Description | None = None
     status: ShowStatus | None = None
 
-    @model_validator(mode="after")
-    def _venue_named_once(self) -> Self:
-        by_name = self.venue is not None or self.city is not None
-        if self.venue_id is not None and by_name:
-            raise ValueError("give venue_id, or venue and city, not both")
-        if by_name and (self.venue is None or self.city is None):
-            raise ValueError("venue and city go together")
-        return self
+
+class ShowPatchVenueById(ShowPatch):
+    """Change a show's fields and move it to the venue with this ID."""
+
+    venue_id: Identifier
+
+
+class ShowPatchVenueByName(ShowPatch):
+    """Change a show's fields and move it to the venue of this name in this city."""
+
+    venue: Text
+    city: City
+
+
+ShowChange = ShowPatch | ShowPatchVenueById | ShowPatchVenueByName
+"""A partial update of a show: its own fields, and at most one way of naming a new venue."""
 
 
 class ShowSummary(BaseModel):
@@ -208,6 +255,9 @@ class AdminShowPage(BaseModel):
 
 
 class SessionCreate(_Request):
+    """A session; ``ends_at`` after ``starts_at``, and the sale window, when given, inside
+    the session's (opening before it ends, closing at the latest when it ends)."""
+
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     sale_starts_at: AwareDatetime | None = None
@@ -242,7 +292,7 @@ class SeatAreaPatch(_Patch):
 class SeatAreaView(BaseModel):
     area_id: str
     name: str
-    price: Decimal
+    price: Money
     currency: str
     available: int
 
@@ -296,7 +346,7 @@ class AdminSeatArea(BaseModel):
     area_id: str
     session_id: str
     name: str
-    price: Decimal
+    price: Money
     currency: str
     capacity: int
     reserved: int

@@ -280,7 +280,7 @@ class CatalogService:
         if venue_id is not None:
             venue = await repo.get_venue(conn, venue_id)
             if venue is None:
-                raise InvalidInputError("venue_id", f"no venue {venue_id!r}")
+                raise NotFoundError("venue", venue_id)
             return venue
         assert venue_name is not None
         assert city is not None
@@ -421,9 +421,7 @@ class CatalogService:
             show = await _must(repo.get_show(conn, session.show_id), "show", session.show_id)
             venue = await _must(repo.get_venue(conn, show.venue_id), "venue", show.venue_id)
             after = replace(session, **values, updated_at=now)
-            domain.check_schedule(
-                after.starts_at, after.ends_at, after.sale_starts_at, after.sale_ends_at
-            )
+            domain.check_new_schedule(session, after)
             stored = dict(values)
             stored["local_date"] = domain.local_date(after.starts_at, venue.timezone).isoformat()
             await repo.update_session(conn, session_id, stored, now)
@@ -546,8 +544,6 @@ class CatalogService:
         page_size: int = 20,
     ) -> bytes:
         """One page of public shows as JSON (a ShowPage), served from the listing cache."""
-        if date_from and date_to and date_from > date_to:
-            raise InvalidInputError("date_from", "must not be after date_to")
         flt = repo.ShowFilter(PUBLIC_STATUSES, city, category, q, date_from, date_to)
         offset = (page - 1) * page_size
 

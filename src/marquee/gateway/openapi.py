@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 
 from marquee.gateway.edgeauth import Access, required_access
+from marquee.platform.contract import PROBLEM_REF, PROBLEM_SCHEMA, ProblemDetails
+from marquee.platform.problems import PROBLEM_CONTENT_TYPE
 from marquee.platform.transport import Transport
 
 log = logging.getLogger("marquee.gateway")
@@ -70,19 +72,50 @@ def _component_names(
     return renames
 
 
-def _secure(path: str, operations: dict[str, Any]) -> dict[str, Any]:
-    """Mark each operation the edge protects as needing the bearer token (for Swagger UI)."""
-    secured: dict[str, Any] = {}
+# What the gateway itself can answer on any routed request, before or instead of the service.
+_EDGE_STATUSES = {
+    "429": "Too many requests from this address (Retry-After says when to try again).",
+    "502": "The service gave no usable answer.",
+    "503": "The service is at capacity or unavailable (Retry-After says when to retry).",
+    "504": "The service did not answer in time.",
+}
+_BODY_STATUSES = {
+    "400": "The body is not valid JSON, or its Content-Length is not a number.",
+    "413": "The body is larger than 1 MiB.",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+    }
+
+
+def _at_the_edge(path: str, operations: dict[str, Any]) -> dict[str, Any]:
+    """Each operation with what the edge adds: the bearer-token requirement where it demands
+    one (for Swagger UI too), and the error statuses the gateway itself answers."""
+    edged: dict[str, Any] = {}
     for method, operation in operations.items():
-        if (
-            method in _HTTP_METHODS
-            and isinstance(operation, dict)
-            and "security" not in operation
-            and required_access(method.upper(), path) is not Access.PUBLIC
-        ):
-            operation = {**operation, "security": [{BEARER_SCHEME: []}]}
-        secured[method] = operation
-    return secured
+        if method not in _HTTP_METHODS or not isinstance(operation, dict):
+            edged[method] = operation
+            continue
+        operation = dict(operation)
+        responses = dict(operation.get("responses") or {})
+        statuses = dict(_EDGE_STATUSES)
+        if "requestBody" in operation:
+            statuses.update(_BODY_STATUSES)
+        access = required_access(method.upper(), path)
+        if access is not Access.PUBLIC:
+            operation.setdefault("security", [{BEARER_SCHEME: []}])
+            statuses["401"] = "No valid access token: sign in, or refresh the token."
+        if access is Access.ADMIN:
+            statuses["403"] = "The access token is not an organiser's."
+        for status, description in statuses.items():
+            responses.setdefault(status, _problem(description))
+        operation["responses"] = dict(sorted(responses.items()))
+        edged[method] = operation
+    return edged
 
 
 def merge(
@@ -96,8 +129,9 @@ def merge(
 
     ``documents`` maps service name to its OpenAPI document; ``owner(path)`` names the service
     the gateway sends ``path`` to (None: not public), so internal endpoints never appear.
-    Components are merged (colliding names prefixed, see ``_component_names``) and every
-    operation the edge protects carries a bearer-token security requirement.
+    Components are merged (colliding names prefixed, see ``_component_names``), every
+    operation the edge protects carries a bearer-token security requirement, and every
+    operation lists the error statuses the gateway itself may answer (``_at_the_edge``).
     """
     renames = _component_names(documents)
     paths: dict[str, Any] = {}
@@ -107,7 +141,7 @@ def merge(
         mapping = renames[service]
         for path, operations in (document.get("paths") or {}).items():
             if owner(path) == service and isinstance(operations, dict):
-                paths[path] = _secure(path, _rename_refs(operations, mapping))
+                paths[path] = _at_the_edge(path, _rename_refs(operations, mapping))
         for kind, group in (document.get("components") or {}).items():
             if not isinstance(group, dict):
                 continue
@@ -119,6 +153,10 @@ def merge(
         for tag in document.get("tags") or ():
             if isinstance(tag, dict) and "name" in tag:
                 tags.setdefault(tag["name"], tag)
+    components.setdefault("schemas", {}).setdefault(
+        PROBLEM_SCHEMA,
+        ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}"),
+    )
     components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
         "type": "http",
         "scheme": "bearer",

@@ -40,6 +40,7 @@ from marquee.identity.schemas import (
 )
 from marquee.identity.service import UNSET, IdentityService, NewAccount, ProfileChanges, TokenPair
 from marquee.platform.auth import AdminUser, CurrentUser
+from marquee.platform.contract import errors
 from marquee.platform.problems import Problem, problem_response
 
 log = logging.getLogger("marquee.identity")
@@ -112,7 +113,7 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/auth/register", status_code=201, tags=["auth"])
+@router.post("/auth/register", status_code=201, tags=["auth"], responses=errors(409, 422))
 async def register(body: RegisterRequest, identity: Identity) -> TokenResponse:
     """Open a customer account and sign it in."""
     cmd = NewAccount(
@@ -121,31 +122,31 @@ async def register(body: RegisterRequest, identity: Identity) -> TokenResponse:
     return _tokens(await identity.register(cmd))
 
 
-@router.post("/auth/login", tags=["auth"])
+@router.post("/auth/login", tags=["auth"], responses=errors(401, 429))
 async def login(body: LoginRequest, identity: Identity) -> TokenResponse:
     """Sign in with email and password."""
     return _tokens(await identity.login(body.email, body.password))
 
 
-@router.post("/auth/refresh", tags=["auth"])
+@router.post("/auth/refresh", tags=["auth"], responses=errors(401))
 async def refresh(body: RefreshRequest, identity: Identity) -> TokenResponse:
     """Trade a refresh token for a new pair; the presented one stops working."""
     return _tokens(await identity.refresh(body.refresh_token))
 
 
-@router.post("/auth/logout", status_code=204, tags=["auth"])
+@router.post("/auth/logout", status_code=204, tags=["auth"], responses=errors(401))
 async def logout(body: LogoutRequest, identity: Identity) -> Response:
     """Sign out the session the refresh token belongs to (every token of its family)."""
     await identity.logout(body.refresh_token)
     return Response(status_code=204)
 
 
-@router.get("/users/me", tags=["users"])
+@router.get("/users/me", tags=["users"], responses=errors(401, 404))
 async def me(user: CurrentUser, identity: Identity) -> UserProfile:
     return UserProfile.of(await identity.profile(user.user_id))
 
 
-@router.patch("/users/me", tags=["users"])
+@router.patch("/users/me", tags=["users"], responses=errors(401, 404, 422))
 async def update_me(
     body: UpdateProfileRequest, user: CurrentUser, identity: Identity
 ) -> UserProfile:
@@ -159,7 +160,7 @@ async def update_me(
     return UserProfile.of(await identity.update_profile(user.user_id, changes))
 
 
-@router.get("/admin/users", tags=["admin"])
+@router.get("/admin/users", tags=["admin"], responses=errors(401, 403))
 async def list_users(
     admin: AdminUser,
     identity: Identity,

@@ -149,6 +149,13 @@ def normalise_email(raw: str) -> Email:
     return Email(canonical)
 
 
+# A letter and a digit as regular expressions say them, so that the public schema's pattern
+# (PASSWORD_PATTERN) and this policy are one and the same rule.
+_LETTER = re.compile(r"[^\W\d_]")
+_DIGIT = re.compile(r"\d")
+PASSWORD_PATTERN: Final = r"^(?=[\s\S]*[^\W\d_])(?=[\s\S]*\d)"  # noqa: S105
+
+
 def password_problems(password: str, *, email: str = "") -> tuple[str, ...]:
     """Every rule of the password policy that ``password`` breaks (empty when it is fine).
 
@@ -161,9 +168,9 @@ def password_problems(password: str, *, email: str = "") -> tuple[str, ...]:
         problems.append(f"must be at least {MIN_PASSWORD_LENGTH} characters long")
     if len(password) > MAX_PASSWORD_LENGTH:
         problems.append(f"must be at most {MAX_PASSWORD_LENGTH} characters long")
-    if not any(ch.isalpha() for ch in password):
+    if not _LETTER.search(password):
         problems.append("must contain a letter")
-    if not any(ch.isdigit() for ch in password):
+    if not _DIGIT.search(password):
         problems.append("must contain a digit")
     if email and password.strip().lower() == email.strip().lower():
         problems.append("must not be your email address")
@@ -191,6 +198,10 @@ def check_password(password: str, *, email: str = "") -> None:
 
 
 _PHONE_SEPARATORS = re.compile(r"[\s().-]")
+# What normalise_phone accepts, as one pattern over the text as typed (for the public schema).
+PHONE_PATTERN: Final = (
+    r"^[\s().-]*(?:(?:\+|0[\s().-]*0)[\s().-]*[1-9](?:[\s().-]*[0-9]){6,14}[\s().-]*)?$"
+)
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
@@ -222,12 +233,17 @@ def normalise_full_name(raw: str) -> str:
         raise InvalidNameError("Enter your full name.")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidNameError(f"The full name must be at most {MAX_NAME_LENGTH} characters.")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise InvalidNameError("The full name must not contain control characters.")
     return name
 
 
 _LOCALE = re.compile(r"^([a-z]{2,3})(?:[-_]([A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}))?$")
+LOCALE_PATTERN: Final = r"^\s*[a-z]{2,3}(?:[-_](?:[A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}))?\s*$"
+# A full name as normalise_full_name accepts it: some text, no control character but spaces.
+FULL_NAME_PATTERN: Final = (
+    r"^[^\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]*\S[^\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]*$"
+)
 
 
 def normalise_locale(raw: str) -> str:

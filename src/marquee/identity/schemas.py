@@ -11,19 +11,50 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
-from marquee.identity.domain import Role, User
+from marquee.identity.domain import (
+    FULL_NAME_PATTERN,
+    LOCALE_PATTERN,
+    MAX_NAME_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_PATTERN,
+    PHONE_PATTERN,
+    Role,
+    User,
+)
+from marquee.platform.contract import not_null
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# What the domain's rules accept, said in the schema too (the rules, not these, decide: they
+# answer with their own problem codes, such as weak_password).
+_EMAIL: JsonDict = {"format": "email", "maxLength": 254}
+_PASSWORD: JsonDict = {
+    "minLength": MIN_PASSWORD_LENGTH,
+    "maxLength": MAX_PASSWORD_LENGTH,
+    "pattern": PASSWORD_PATTERN,
+    "description": "At least one letter and one digit; not a password common in breaches.",
+}
+_FULL_NAME: JsonDict = {"maxLength": MAX_NAME_LENGTH, "pattern": FULL_NAME_PATTERN}
+_PHONE: JsonDict = {
+    "pattern": PHONE_PATTERN,
+    "description": "International form, e.g. +8613812345678.",
+}
+_LOCALE: JsonDict = {"pattern": LOCALE_PATTERN}
+
+
 class RegisterRequest(_Request):
-    email: str = Field(max_length=320, examples=["alice@example.com"])
-    password: str = Field(max_length=1024, examples=["SecurePass123"])
-    full_name: str = Field(max_length=400, examples=["Alice Wang"])
-    phone: str | None = Field(default=None, max_length=40, examples=["+8613812345678"])
+    email: str = Field(max_length=320, examples=["alice@example.com"], json_schema_extra=_EMAIL)
+    password: str = Field(max_length=1024, examples=["SecurePass123"], json_schema_extra=_PASSWORD)
+    full_name: str = Field(max_length=400, examples=["Alice Wang"], json_schema_extra=_FULL_NAME)
+    phone: str | None = Field(
+        default=None, max_length=40, examples=["+8613812345678"], json_schema_extra=_PHONE
+    )
 
 
 class LoginRequest(_Request):
@@ -40,11 +71,16 @@ class LogoutRequest(_Request):
 
 
 class UpdateProfileRequest(_Request):
-    """Only the fields present change; ``phone: null`` removes the phone number."""
+    """Only the fields present change; ``phone: null`` removes the phone number, and
+    ``full_name`` and ``locale`` may be left out but not cleared."""
 
-    full_name: str | None = Field(default=None, max_length=400)
-    phone: str | None = Field(default=None, max_length=40)
-    locale: str | None = Field(default=None, max_length=35, examples=["zh-CN"])
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null("full_name", "locale"))
+
+    full_name: str | None = Field(default=None, max_length=400, json_schema_extra=_FULL_NAME)
+    phone: str | None = Field(default=None, max_length=40, json_schema_extra=_PHONE)
+    locale: str | None = Field(
+        default=None, max_length=35, examples=["zh-CN"], json_schema_extra=_LOCALE
+    )
 
     @field_validator("full_name", "locale")
     @classmethod

@@ -22,6 +22,7 @@ from marquee.notification.schemas import (
 )
 from marquee.platform.app import engine_of
 from marquee.platform.auth import AdminUser, CurrentUser
+from marquee.platform.contract import errors
 from marquee.platform.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
@@ -42,7 +43,7 @@ def problem(exc: NotificationError) -> Problem:
     return Problem(status, code, str(exc))
 
 
-@router.get("/notifications", response_model=NotificationPage)
+@router.get("/notifications", response_model=NotificationPage, responses=errors(401))
 async def my_notifications(
     user: CurrentUser, engine: Engine, page: PageNumber = 1, page_size: PageSize = 20
 ) -> NotificationPage:
@@ -56,7 +57,9 @@ async def my_notifications(
     )
 
 
-@router.get("/admin/notifications", response_model=AdminNotificationPage)
+@router.get(
+    "/admin/notifications", response_model=AdminNotificationPage, responses=errors(401, 403)
+)
 async def all_notifications(
     _admin: AdminUser,
     engine: Engine,
@@ -74,7 +77,11 @@ async def all_notifications(
     )
 
 
-@router.post("/admin/notifications/{notification_id}/retry", response_model=AdminNotificationOut)
+@router.post(
+    "/admin/notifications/{notification_id}/retry",
+    response_model=AdminNotificationOut,
+    responses=errors(401, 403, 404, 409),
+)
 async def retry_notification(
     _admin: AdminUser,
     engine: Engine,

@@ -22,6 +22,7 @@ from marquee.platform.context import (
     request_id_var,
     service_var,
 )
+from marquee.platform.contract import document_problems
 from marquee.platform.kernel import Kernel, StartupError
 from marquee.platform.metrics import MetricsMiddleware, metrics_endpoint
 from marquee.platform.migrations import NotMigratedError, require_current, upgrade
@@ -210,6 +211,7 @@ def create_service_app(
     app.state.kernel = kernel
     app.state.service = name
     install_problem_handlers(app)
+    document_problems(app)
     add_platform_middleware(app, name)
     if tracer is not None:
         # Outermost: the span covers the whole request, the other middleware included.

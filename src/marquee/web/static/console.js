@@ -672,12 +672,12 @@ function newAreaForm(ctx, session) {
         box.clear();
         const restore = busy(submit, t('auth.working'));
         try {
-          // The price goes as text: the API reads it as an exact decimal.
+          // Money is a JSON number (two decimals at most, exact in a double at any price).
           const area = await api.post(
             `/api/v1/admin/sessions/${encodeURIComponent(session.session_id)}/seat-areas`,
             {
               name: name.value.trim(),
-              price: price.value.trim(),
+              price: Number(price.value),
               capacity: Number.parseInt(capacity.value, 10),
             },
             { auth: 'required' },
