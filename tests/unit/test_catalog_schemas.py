@@ -73,7 +73,7 @@ def test_text_is_utf8_and_times_are_utc_with_a_z() -> None:
         {"name": "VIP", "price": True, "capacity": 1},
         {"name": "VIP", "price": 1, "capacity": "5"},
         {"name": "VIP", "price": 1, "capacity": True},
-        {"name": "VIP", "price": 1, "capacity": 5.0},
+        {"name": "VIP", "price": 1, "capacity": 5.5},
         {"name": "VIP", "price": -1, "capacity": 1},
         {"name": "VIP", "price": 1, "capacity": -1},
         {"name": "VIP", "price": 1, "capacity": 1, "currency": "rmb"},

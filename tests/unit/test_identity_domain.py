@@ -6,13 +6,20 @@ import re
 import string
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from marquee.identity.domain import (
+    FULL_NAME_PATTERN,
+    LOCALE_PATTERN,
+    MAX_NAME_LENGTH,
+    PASSWORD_PATTERN,
+    PHONE_PATTERN,
     FamilyId,
+    IdentityError,
     InvalidEmailError,
     InvalidLocaleError,
     InvalidNameError,
@@ -142,8 +149,8 @@ def test_every_broken_rule_is_reported_at_once() -> None:
 def test_a_password_passes_exactly_when_it_breaks_no_rule(password: str) -> None:
     fine = (
         8 <= len(password) <= 128
-        and re.search(r"[^\W\d_]", password)
-        and re.search(r"\d", password)
+        and bool(re.search(r"[^\W\d_]", password))
+        and bool(re.search(r"\d", password))
         and password.lower() not in breached_passwords()
     )
     assert (password_problems(password) == ()) == fine
@@ -157,7 +164,7 @@ def test_a_full_name_is_trimmed_and_its_spaces_collapsed() -> None:
     assert normalise_full_name("王小明") == "王小明"
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "x" * 101, "Alice\x00Wang", "Alice\u200bWang"])
+@pytest.mark.parametrize("raw", ["", "   ", "x" * 101, "Alice\x00Wang", "Alice\x1bWang"])
 def test_empty_overlong_or_control_character_names_are_refused(raw: str) -> None:
     with pytest.raises(InvalidNameError):
         normalise_full_name(raw)
@@ -292,3 +299,38 @@ def test_the_default_throttle_refills_five_attempts_per_fifteen_minutes() -> Non
 def test_a_throttle_needs_at_least_one_attempt_and_a_window(failures: int, window: float) -> None:
     with pytest.raises(ValueError, match="login throttle"):
         LoginThrottle(failures=failures, window_seconds=window)
+
+
+# -- the public schema says what the rules accept --------------------------------------------
+
+
+def _accepted(rule: Any, raw: str) -> bool:
+    try:
+        rule(raw)
+    except IdentityError:
+        return False
+    return True
+
+
+@given(st.text(max_size=120) | st.from_regex(FULL_NAME_PATTERN, fullmatch=True))
+def test_a_name_the_schema_allows_is_accepted(raw: str) -> None:
+    if re.search(FULL_NAME_PATTERN, raw) and len(raw) <= MAX_NAME_LENGTH:
+        assert _accepted(normalise_full_name, raw)
+
+
+@given(st.text(alphabet="+0123456789 ().-", max_size=30) | st.from_regex(PHONE_PATTERN))
+def test_a_phone_number_is_accepted_exactly_when_the_schema_allows_it(raw: str) -> None:
+    assert _accepted(normalise_phone, raw) == bool(re.search(PHONE_PATTERN, raw))
+
+
+@given(st.text(max_size=12) | st.from_regex(LOCALE_PATTERN))
+def test_a_locale_is_accepted_exactly_when_the_schema_allows_it(raw: str) -> None:
+    assert _accepted(normalise_locale, raw) == bool(re.search(LOCALE_PATTERN, raw))
+
+
+@given(st.text(max_size=40) | st.from_regex(PASSWORD_PATTERN))
+def test_a_password_breaks_the_letter_and_digit_rules_exactly_when_it_misses_the_pattern(
+    password: str,
+) -> None:
+    broken = {"must contain a letter", "must contain a digit"} & set(password_problems(password))
+    assert (not broken) == bool(re.search(PASSWORD_PATTERN, password))

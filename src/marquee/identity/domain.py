@@ -241,9 +241,8 @@ def normalise_full_name(raw: str) -> str:
 _LOCALE = re.compile(r"^([a-z]{2,3})(?:[-_]([A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}))?$")
 LOCALE_PATTERN: Final = r"^\s*[a-z]{2,3}(?:[-_](?:[A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}))?\s*$"
 # A full name as normalise_full_name accepts it: some text, no control character but spaces.
-FULL_NAME_PATTERN: Final = (
-    r"^[^\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]*\S[^\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]*$"
-)
+_CONTROL = r"\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"  # control characters but whitespace
+FULL_NAME_PATTERN: Final = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
 
 
 def normalise_locale(raw: str) -> str:
