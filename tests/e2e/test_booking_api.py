@@ -707,6 +707,48 @@ async def test_an_approved_refund_returns_money_seats_and_voids_the_tickets(
     assert (new_request.status, new_request.json()["order_status"]) == (409, "refunded")
 
 
+async def test_a_void_tickets_qr_code_is_no_longer_served(
+    api: Api, stage: Stage, alice: str
+) -> None:
+    receipt = await paid(api, stage, alice, 1)
+    order_id = receipt["order_id"]
+    link = receipt["tickets"][0]["qr_code"].removeprefix("http://127.0.0.1:8000")
+    assert (await api.get(link)).status == 200
+    asked = await api.post(f"/api/v1/orders/{order_id}/refund-requests", token=alice)
+    rid = asked.json()["refund_request_id"]
+    approved = await api.post(f"/api/v1/admin/refund-requests/{rid}/approve", token=stage.admin)
+    assert approved.status == 200, approved.json()
+
+    gone = await api.get(link)
+    assert (gone.status, gone.json()["code"]) == (410, "ticket_void")
+    ticket_id = receipt["tickets"][0]["ticket_id"]
+    owner = await api.get(f"/api/v1/tickets/{ticket_id}/qr.png", token=alice)
+    assert owner.status == 410
+
+
+async def test_a_refund_of_a_used_ticket_needs_the_organisers_explicit_word(
+    api: Api, stage: Stage, alice: str
+) -> None:
+    receipt = await paid(api, stage, alice, 2)
+    order_id = receipt["order_id"]
+    (first, _) = await payloads(api, order_id, alice)
+    assert (await check_in(api, stage.admin, first)).json()["result"] == "valid"
+    asked = await api.post(f"/api/v1/orders/{order_id}/refund-requests", token=alice)
+    rid = asked.json()["refund_request_id"]
+    approve = f"/api/v1/admin/refund-requests/{rid}/approve"
+
+    refused = await api.post(approve, token=stage.admin)
+    assert (refused.status, refused.json()["code"]) == (409, "tickets_used")
+    assert refused.json()["ticket_ids"] == [receipt["tickets"][0]["ticket_id"]]
+    assert await available(api, stage) == 43  # nothing went back on sale
+    order = (await api.get(f"/api/v1/orders/{order_id}", token=alice)).json()
+    assert order["status"] == "paid"
+
+    forced = await api.post(approve, token=stage.admin, json={"refund_used_tickets": True})
+    assert forced.status == 200, forced.json()
+    assert forced.json()["order_status"] == "refunded"
+
+
 async def test_a_rejected_refund_keeps_the_order_paid_and_may_be_asked_again(
     api: Api, stage: Stage, alice: str
 ) -> None:

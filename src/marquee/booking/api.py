@@ -12,6 +12,7 @@ from marquee.booking import domain
 from marquee.booking import service as svc
 from marquee.booking.domain import BookingError, OrderStatus, RefundStatus
 from marquee.booking.schemas import (
+    ApproveRefundIn,
     CheckInIn,
     CheckInOut,
     OrderDetailsOut,
@@ -151,6 +152,18 @@ PROBLEMS: dict[type[BookingError], Callable[[Any], Problem]] = {
         limit=e.limit,
         already_ordered=e.already,
         requested=e.requested,
+    ),
+    domain.TicketsAlreadyUsed: lambda e: Problem(
+        409,
+        "tickets_used",
+        f"{len(e.ticket_ids)} ticket(s) of this order were already used at the gate, and a "
+        "refund would put their seats back on sale. To refund anyway, approve again with "
+        '{"refund_used_tickets": true}.',
+        order_id=e.order_id,
+        ticket_ids=list(e.ticket_ids),
+    ),
+    domain.TicketVoid: lambda e: Problem(
+        410, "ticket_void", "This ticket was voided (its order refunded) and admits no one."
     ),
     domain.RefundWindowClosed: lambda e: Problem(
         409,
@@ -303,7 +316,7 @@ async def signing_key(booking: BookingDep) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The QR code, a PNG."},
-        **errors(401, 404),
+        **errors(401, 404, 410),
     },
 )
 async def ticket_qr(
@@ -395,10 +408,18 @@ async def list_refund_requests(
         **errors(401, 403, 404, 409),
     },
 )
-async def approve_refund(request_id: str, admin: AdminUser, booking: BookingDep) -> Response:
+async def approve_refund(
+    request_id: str,
+    admin: AdminUser,
+    booking: BookingDep,
+    body: ApproveRefundIn | None = None,
+) -> Response:
     """Approve and carry out a refund. 200 when done; 202 when approved but a step failed
-    (the provider or Catalog unreachable) and a sweeper is finishing it."""
-    decision = await booking.approve_refund(admin, request_id)
+    (the provider or Catalog unreachable) and a sweeper is finishing it. 409 `tickets_used`
+    when a ticket of the order was already used at the gate, unless the body says
+    `{"refund_used_tickets": true}`."""
+    override = body is not None and body.refund_used_tickets
+    decision = await booking.approve_refund(admin, request_id, refund_used_tickets=override)
     out = RefundDecisionOut(
         **RefundRequestOut.of(decision.request).model_dump(),
         order_status=decision.order.status.value,

@@ -15,6 +15,7 @@ status does not allow raises ``InvalidTransition``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -156,6 +157,24 @@ class RefundWindowClosed(BookingError):
         super().__init__(f"order {order_id}'s session started at {starts_at.isoformat()}")
         self.order_id = order_id
         self.starts_at = starts_at
+
+
+class TicketsAlreadyUsed(BookingError):
+    """A refund would void tickets already let through the gate (and put their seats back on
+    sale); the organiser must say so explicitly to go ahead."""
+
+    def __init__(self, order_id: str, ticket_ids: tuple[str, ...]) -> None:
+        super().__init__(f"{len(ticket_ids)} ticket(s) of order {order_id} were already used.")
+        self.order_id = order_id
+        self.ticket_ids = ticket_ids
+
+
+class TicketVoid(BookingError):
+    """The ticket was voided (its order refunded): it no longer admits anyone."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"Ticket {ticket_id} is void.")
+        self.ticket_id = ticket_id
 
 
 class InvalidRefundTransition(BookingError):
@@ -458,6 +477,13 @@ class Ticket:
     payload: str  # the signed QR payload
     issued_at: datetime
     checked_in_at: datetime | None = None
+
+
+def check_no_ticket_used(order_id: str, tickets: Sequence[Ticket]) -> None:
+    """Raise TicketsAlreadyUsed when any of an order's tickets was checked in."""
+    used = tuple(ticket.id for ticket in tickets if ticket.checked_in_at is not None)
+    if used:
+        raise TicketsAlreadyUsed(order_id, used)
 
 
 def check_in(ticket: Ticket) -> CheckInResult:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from starlette.responses import Response
 
 from marquee.booking.domain import Order, RefundRequest, StatusChanged, Ticket
@@ -69,6 +69,16 @@ class RefundRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=500)
+
+
+class ApproveRefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund_used_tickets: StrictBool = Field(
+        default=False,
+        description="Refund even though a ticket of the order was already used at the gate "
+        "(its seat goes back on sale).",
+    )
 
 
 class RejectRefundIn(BaseModel):

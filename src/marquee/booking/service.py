@@ -932,6 +932,8 @@ class Booking:
                 raise SignInRequired(ticket_id)
             if viewer.user_id != ticket.user_id and not viewer.is_admin:
                 raise TicketNotFound(ticket_id)
+        if ticket.status is TicketStatus.VOID:
+            raise domain.TicketVoid(ticket_id)
         return qr_png(ticket.payload)
 
     async def check_in(self, staff: Principal, payload: str) -> CheckIn:
@@ -992,15 +994,22 @@ class Booking:
                 conn, status=status, offset=(page - 1) * page_size, limit=page_size
             )
 
-    async def approve_refund(self, admin: Principal, request_id: str) -> RefundDecision:
+    async def approve_refund(
+        self, admin: Principal, request_id: str, *, refund_used_tickets: bool = False
+    ) -> RefundDecision:
         """Approve a pending request and carry it out: money back through the provider,
         tickets void, seats back in stock, order refunded. Approving an approved request
-        that could not be finished retries the rest; a finished one is answered as is."""
+        that could not be finished retries the rest; a finished one is answered as is.
+        An order with a ticket already used at the gate is refused (TicketsAlreadyUsed)
+        unless ``refund_used_tickets``."""
         request = await self._refund_request(request_id)
         if request.status is RefundStatus.PENDING:
             order = await self._load(request.order_id)
             if order.status is not OrderStatus.PAID:
                 raise InvalidTransition(order.id, order.status, Action.REFUND)
+            if not refund_used_tickets:
+                async with self.engine.connect() as conn:
+                    domain.check_no_ticket_used(order.id, await repo.tickets_of(conn, order.id))
             approved = domain.approve_refund(request, now=self.clock(), admin_id=admin.user_id)
             async with self.engine.begin() as conn:
                 decided = await repo.decide_refund_request(conn, request, approved)

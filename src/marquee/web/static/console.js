@@ -780,13 +780,25 @@ function refundRow(request) {
       } catch (error) {
         restore();
         box.error(error, { disable: [approve, reject] });
+        if (error.code === 'tickets_used') {
+          // Used tickets are refunded only when the organiser says so, with the seats going
+          // back on sale: one more, explicit click.
+          const anyway = h(
+            'button',
+            { type: 'button', class: 'danger small' },
+            t('console.refund_anyway'),
+          );
+          anyway.addEventListener('click', () => {
+            anyway.remove();
+            decide(approve, 'approve', { refund_used_tickets: true }, approved);
+          });
+          box.append(anyway);
+        }
       }
     };
-    approve.addEventListener('click', () =>
-      decide(approve, 'approve', undefined, (answer) =>
-        answer.refund_completed ? t('console.approved_done') : t('console.approved_pending'),
-      ),
-    );
+    const approved = (answer) =>
+      answer.refund_completed ? t('console.approved_done') : t('console.approved_pending');
+    approve.addEventListener('click', () => decide(approve, 'approve', undefined, approved));
     reject.addEventListener('click', () => {
       const text = note.value.trim();
       decide(reject, 'reject', text ? { note: text } : {}, () => t('console.rejected_done'));

@@ -229,6 +229,13 @@ export function describe(error) {
       return { text: t('msg.refund_window_closed'), kind: 'error' };
     case 'refund_already_requested':
       return { text: t('msg.refund_already_requested'), kind: 'error' };
+    case 'tickets_used':
+      return {
+        text: t('msg.tickets_used', { n: (error.problem.ticket_ids || []).length }),
+        kind: 'error',
+      };
+    case 'ticket_void':
+      return { text: t('msg.ticket_void'), kind: 'error' };
     case 'email_taken':
       return { text: t('msg.email_taken'), kind: 'error' };
     case 'invalid_credentials':
