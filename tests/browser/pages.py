@@ -17,6 +17,15 @@ def sign_in(page: Any, server: Server, email: str, password: str = BUYER_PASSWOR
     expect(page.get_by_role("button", name="退出")).to_be_visible()
 
 
+def sign_in_en(page: Any, server: Server, email: str, password: str = BUYER_PASSWORD) -> None:
+    """``sign_in`` on a page in English."""
+    page.goto(server.url("/login"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
 def loaded_images(page: Any, selector: str) -> list[int]:
     """naturalWidth of every image matching ``selector`` once each has finished loading."""
     page.wait_for_function(

@@ -15,7 +15,13 @@ from tests.browser.conftest import (
     playwright_expect,
     screenshot,
 )
-from tests.browser.pages import loaded_images, low_contrast, sign_in, unlabelled_controls
+from tests.browser.pages import (
+    loaded_images,
+    low_contrast,
+    sign_in,
+    sign_in_en,
+    unlabelled_controls,
+)
 
 expect = playwright_expect()
 
@@ -320,7 +326,7 @@ def test_the_keyboard_reaches_the_skip_link_and_focus_is_visible(
     expect(page.locator("main")).to_be_focused()
 
     # Tab on to the first session choice and pick an area with the arrow keys.
-    page.get_by_role("radio", name=re.compile("^2027-08-15")).focus()
+    page.get_by_role("radio", name=re.compile("8月15日")).first.focus()
     page.keyboard.press("Tab")
     expect(page.get_by_role("radio", name=re.compile("^VIP A区"))).to_be_focused()
     outline = page.evaluate(
@@ -385,3 +391,77 @@ def test_a_refused_access_token_is_refreshed_quietly_and_logout_ends_the_session
     with pytest.raises(ApiError) as refused:
         server.call("POST", "/api/v1/auth/refresh", {"refresh_token": third["refresh_token"]})
     assert refused.value.status == 401
+
+
+# -- what a visitor sees without asking ------------------------------------------------------
+
+
+def test_the_seeds_show_leads_the_home_page(new_page: Any, server: Server) -> None:
+    page = new_page("zh-CN")
+    page.goto(server.url("/"))
+    expect(page.get_by_role("link", name=JAY)).to_be_visible()
+
+
+def test_a_list_that_fits_on_one_page_prints_nothing_stray(new_page: Any, server: Server) -> None:
+    page = new_page("zh-CN")
+    page.goto(server.url("/?city=上海&category=演唱会"))
+    expect(page.get_by_role("link", name=JAY)).to_be_visible()
+    expect(page.get_by_role("navigation", name="分页")).to_have_count(0)
+    expect(page.get_by_role("main")).not_to_contain_text("null")
+
+
+def test_an_unknown_page_is_the_sites_not_found_page(new_page: Any, server: Server) -> None:
+    page = new_page("zh-CN")
+    answer = page.goto(server.url("/about"))
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.get_by_role("heading", name="页面不存在", level=1)).to_be_visible()
+    expect(page.get_by_role("navigation", name="主导航")).to_be_visible()
+
+
+def test_session_times_are_the_venues_clock_with_its_zone_wherever_the_buyer_is(
+    new_page: Any, server: Server
+) -> None:
+    # The test show's session starts 2031-06-01 11:30 UTC: 19:30 in Shanghai, 12:30 in London.
+    scene = server.on_sale_show(capacity=5)
+    email, token = server.new_buyer()
+    placed = server.order(token, scene.session_id, scene.area_id, 1)
+    page = new_page("en-GB")  # a browser in London
+    sign_in_en(page, server, email)
+
+    page.goto(server.url(f"/shows/{scene.show_id}"))
+    choice = page.locator("label.choice").first
+    expect(choice).to_contain_text("19:30")
+    expect(choice).to_contain_text("GMT+8")
+
+    page.goto(server.url(f"/orders/{placed['order_id']}"))
+    facts = page.locator(".facts")
+    expect(facts).to_contain_text("19:30")
+    expect(facts).to_contain_text("GMT+8")
+
+    page.goto(server.url("/orders"))
+    card = page.locator(".order-card", has_text=scene.title)
+    expect(card).to_contain_text("19:30")
+    expect(card).to_contain_text("GMT+8")
+
+
+def test_the_api_docs_work_with_no_internet(new_page: Any, server: Server) -> None:
+    page = new_page("en-GB")
+    elsewhere: list[str] = []
+
+    def offline(route: Any) -> None:
+        if route.request.url.startswith(server.base):
+            route.continue_()
+        else:
+            # ReDoc shows its maker's logo from their CDN: without internet the logo is
+            # missing, nothing else. Scripts, styles and data must all come from Marquee.
+            if route.request.resource_type != "image":
+                elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    page.goto(server.url("/docs"))
+    expect(page.get_by_text("/api/v1/orders").first).to_be_visible()
+    page.goto(server.url("/redoc"))
+    expect(page.get_by_text("/api/v1/orders").first).to_be_visible()
+    assert elsewhere == []

@@ -52,7 +52,7 @@ class _Show:
     category: str
     venue_id: str
     description: str
-    days_ahead: tuple[int, ...]  # one session per entry, days after today at the venue
+    days_ahead: tuple[int, ...]  # one session per entry, days after the seed's first session
     starts: time
     hours: int
     areas: tuple[_Area, ...]
@@ -258,7 +258,6 @@ def seed_session_start(now: datetime) -> datetime:
 
 def _records(now: datetime) -> tuple[list[Venue], list[Show], list[Session], list[SeatArea]]:
     tz = domain.zone(DEFAULT_TIMEZONE)
-    today = now.astimezone(tz).date()
     sale_opened = now - timedelta(days=1)
     venues = [
         Venue(VenueId(vid), name, city, address, DEFAULT_TIMEZONE, now, now)
@@ -318,6 +317,9 @@ def _records(now: datetime) -> tuple[list[Venue], list[Show], list[Session], lis
         add_area(SEED_SESSION_ID, slug, area)
         add_area("session-002", f"session-002-{slug}", area)
 
+    # The other shows follow the seed's, so that the seed's show leads the listing (soonest
+    # first) and its home page, as the seed's scenario expects to find it.
+    after_seed = first.astimezone(tz).date()
     for spec in OTHER_SHOWS:
         shows.append(
             Show(
@@ -333,7 +335,7 @@ def _records(now: datetime) -> tuple[list[Venue], list[Show], list[Session], lis
         )
         for n, days in enumerate(spec.days_ahead, start=1):
             session_id = f"{spec.show_id.replace('show-', 'session-')}-{n}"
-            starts_at = datetime.combine(today + timedelta(days=days), spec.starts, tzinfo=tz)
+            starts_at = datetime.combine(after_seed + timedelta(days=days), spec.starts, tzinfo=tz)
             add_session(spec.show_id, session_id, starts_at.astimezone(now.tzinfo), spec.hours)
             for m, area in enumerate(spec.areas, start=1):
                 add_area(session_id, f"{session_id}-area-{m}", area)

@@ -479,7 +479,12 @@ class Gateway:
         if page is None and asset is None and self.storefront is not None:
             asset = self.storefront.find(path)
         if page is None and asset is None:
-            response = problem_response(404, "not_found", f"No such endpoint: {path}")
+            page_not_found = None
+            if self.storefront is not None and method in _OWN_PAGE_METHODS:
+                page_not_found = self.storefront.not_found(path, scope["headers"])
+            response = page_not_found or problem_response(
+                404, "not_found", f"No such endpoint: {path}"
+            )
         elif method not in _OWN_PAGE_METHODS:
             response = problem_response(
                 405,

@@ -7,7 +7,8 @@ up and, at most, one header comparison. Paths:
 - ``/assets/<file>``: a file of ``static/`` (``index.html`` excepted);
 - ``/`` and the front end's own routes (``APP_PATHS`` and anything under them): ``index.html``,
   so a bookmarked or reloaded ``/shows/show-5678`` opens the page the script then renders;
-- anything else: not the storefront's (the gateway answers its usual 404).
+- anything else: not the storefront's: the gateway answers its usual 404 problem, or, to a
+  browser asking for a page, ``index.html`` with status 404 (the front end's not-found page).
 
 Every answer carries a strong ``ETag`` and ``Cache-Control: no-cache``: file names carry no
 content hash (there is no build step), so browsers revalidate, and a 304 costs a few bytes.
@@ -130,6 +131,22 @@ class Storefront:
     def response(self, asset: Asset, headers: Iterable[tuple[bytes, bytes]]) -> Response:
         """``asset`` for a request with these (ASGI) headers (see ``asset_response``)."""
         return asset_response(asset, headers)
+
+    def not_found(self, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Response | None:
+        """For a browser opening an unknown page (not the API's, not an asset), the front end
+        with status 404, so that it shows the site's own not-found page; else None."""
+        if path.startswith(("/api/", ASSET_PREFIX)):
+            return None
+        accept = b""
+        for key, value in headers:
+            if key == b"accept":
+                accept = value
+        if b"text/html" not in accept:
+            return None
+        out = dict(_COMMON_HEADERS)
+        out.update(_HTML_HEADERS)
+        out["content-type"] = self.index.content_type
+        return Response(self.index.body, status_code=404, headers=out)
 
 
 def asset_response(asset: Asset, headers: Iterable[tuple[bytes, bytes]]) -> Response:

@@ -647,20 +647,30 @@ export function dateTime(iso) {
   );
 }
 
-/** When a session starts, with the time zone named: the buyer may be far from the venue. */
-export function sessionTime(iso) {
+/**
+ * When a session starts, as the venue's clock shows it, with the zone named (the buyer may be
+ * far from the venue): `timeZone` is the venue's IANA zone. Without one (or one this browser
+ * does not know) the browser's own zone is used, still named.
+ */
+export function sessionTime(iso, timeZone = undefined) {
   if (!iso) return '';
   const when = new Date(iso);
   if (Number.isNaN(when.getTime())) return String(iso);
-  return new Intl.DateTimeFormat(locale(), {
+  const options = {
     year: 'numeric',
     month: 'short',
     day: 'numeric',
     weekday: 'short',
     hour: '2-digit',
     minute: '2-digit',
+    hourCycle: 'h23', // 19:30, as the seed and the venue's posters write it
     timeZoneName: 'short',
-  }).format(when);
+  };
+  try {
+    return new Intl.DateTimeFormat(locale(), { ...options, timeZone }).format(when);
+  } catch {
+    return new Intl.DateTimeFormat(locale(), options).format(when);
+  }
 }
 
 /** A clock time for "updated at" notes. */

@@ -47,6 +47,25 @@ function failed(ctx, error, retry) {
   }
 }
 
+// Each show's venue time zone (from the show's public page), so that session times read as
+// the venue's clock, whatever the buyer's own zone. Unknown stays unknown (the browser's zone).
+const zoneOfShow = new Map();
+
+async function venueZones(showIds) {
+  const missing = [...new Set(showIds)].filter((id) => !zoneOfShow.has(id));
+  await Promise.all(
+    missing.map(async (id) => {
+      try {
+        const found = await api.get(`/api/v1/shows/${encodeURIComponent(id)}`, { auth: 'none' });
+        zoneOfShow.set(id, found.timezone);
+      } catch {
+        // The listing still shows the time, in the browser's zone and saying so.
+      }
+    }),
+  );
+  return zoneOfShow;
+}
+
 // A URL of this site as a path on the page's own origin.
 function sameOrigin(url) {
   const parsed = new URL(url, location.origin);
@@ -305,7 +324,7 @@ export async function show(ctx, showId) {
           'label',
           { class: 'choice' },
           input,
-          h('span', { class: 'choice-main' }, s.date),
+          h('span', { class: 'choice-main' }, sessionTime(s.starts_at, detail.timezone)),
           badge(s.on_sale ? 'ok' : 'muted', s.on_sale ? t('show.on_sale') : t('show.not_on_sale')),
         ),
       );
@@ -610,6 +629,7 @@ export async function orders(ctx) {
     failed(ctx, error, () => orders(ctx));
     return;
   }
+  const zones = await venueZones(found.orders.map((o) => o.show_id));
   if (!ctx.alive()) return;
   const items = found.orders.map((order) =>
     h(
@@ -624,7 +644,13 @@ export async function orders(ctx) {
           {},
           h('a', { href: `/orders/${encodeURIComponent(order.order_id)}` }, order.show_title),
         ),
-        h('p', { class: 'venue' }, order.venue, ' · ', sessionTime(order.session_starts_at)),
+        h(
+          'p',
+          { class: 'venue' },
+          order.venue,
+          ' · ',
+          sessionTime(order.session_starts_at, zones.get(order.show_id)),
+        ),
         h(
           'p',
           {},
@@ -668,6 +694,7 @@ export async function order(ctx, orderId) {
     failed(ctx, error, () => order(ctx, orderId));
     return;
   }
+  const zone = (await venueZones([data.show_id])).get(data.show_id);
   if (!ctx.alive()) return;
   const notice = messageBox();
   const reload = async (message) => {
@@ -693,7 +720,7 @@ export async function order(ctx, orderId) {
       notice,
       details([
         [t('order.venue'), o.venue],
-        [t('order.session'), sessionTime(o.session_starts_at)],
+        [t('order.session'), sessionTime(o.session_starts_at, zone)],
         [t('order.area'), item.area_name],
         [t('order.quantity'), String(o.quantity)],
         [t('order.unit_price'), money(item.unit_price, o.currency)],

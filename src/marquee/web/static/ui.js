@@ -341,7 +341,9 @@ export function details(pairs) {
 /** Pagination links; `href(page)` builds each page's URL. */
 export function pager(page, pageSize, total, href) {
   const pages = Math.max(1, Math.ceil(total / pageSize));
-  if (pages <= 1) return null;
+  // Nothing to show, but still a node: callers hand it to replaceChildren, which would print
+  // a null as the word "null".
+  if (pages <= 1) return document.createDocumentFragment();
   return h(
     'nav',
     { class: 'pager', 'aria-label': t('pager.label') },
