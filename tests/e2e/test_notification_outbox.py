@@ -232,6 +232,39 @@ async def test_the_seeds_purchase_mails_a_confirmation_then_e_tickets_with_each_
     assert sorted(n["kind"] for n in listed) == ["e_tickets", "order_confirmation"]
 
 
+async def test_a_buyer_whose_browser_asks_for_english_gets_english_email(
+    platform: Platform,
+) -> None:
+    api = platform.api
+    session_id, area_id = await on_sale(api)
+    registered = await api.post(
+        "/api/v1/auth/register",
+        json={"email": "bob@example.com", "password": "SecurePass123", "full_name": "Bob Smith"},
+        headers={"Accept-Language": "en-US,en;q=0.9,zh-CN;q=0.5"},
+    )
+    token = registered.json()["access_token"]
+    assert (await api.get("/api/v1/users/me", token=token)).json()["locale"] == "en-US"
+    placed = await api.post(
+        "/api/v1/orders",
+        token=token,
+        json={"session_id": session_id, "seat_area_id": area_id, "quantity": 1},
+    )
+    order_id = placed.json()["order_id"]
+    paid = await api.post(
+        f"/api/v1/orders/{order_id}/pay",
+        token=token,
+        json={"payment_method": "wechat_pay", "payment_token": "wechat_token_xxx"},
+    )
+    assert paid.status == 200, paid.body
+
+    tickets = await eventually_in_outbox(platform.data_dir, order_id, "e-tickets", timeout=60)
+    text = tickets.get_body(("plain",))
+    assert text is not None
+    assert "Dear Bob Smith," in text.get_content()
+    assert "Payment method: WeChat Pay" in text.get_content()
+    assert "(UTC+08:00)" in text.get_content()  # the venue's clock, in Shanghai
+
+
 async def test_notifications_are_private_to_a_signed_in_user(platform: Platform) -> None:
     anonymous = await platform.api.get("/api/v1/notifications")
     assert anonymous.status == 401

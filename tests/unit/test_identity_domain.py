@@ -35,6 +35,7 @@ from marquee.identity.domain import (
     breached_passwords,
     check_password,
     judge_refresh,
+    locale_from_accept_language,
     normalise_email,
     normalise_full_name,
     normalise_locale,
@@ -334,3 +335,22 @@ def test_a_password_breaks_the_letter_and_digit_rules_exactly_when_it_misses_the
 ) -> None:
     broken = {"must contain a letter", "must contain a digit"} & set(password_problems(password))
     assert (not broken) == bool(re.search(PASSWORD_PATTERN, password))
+
+
+@pytest.mark.parametrize(
+    ("header", "locale"),
+    [
+        (None, "zh-CN"),
+        ("", "zh-CN"),
+        ("en-GB,en;q=0.9", "en-GB"),
+        ("fr-FR, en;q=0.5, zh-TW;q=0.8", "zh-TW"),
+        ("de, fr;q=0.9", "zh-CN"),
+        ("zh-cn", "zh-CN"),
+        ("*;q=1, en;q=0", "zh-CN"),
+        ("en;q=abc, zh", "zh"),
+    ],
+)
+def test_a_new_accounts_language_is_its_browsers_first_that_marquee_writes_in(
+    header: str | None, locale: str
+) -> None:
+    assert locale_from_accept_language(header) == locale

@@ -284,3 +284,49 @@ def test_the_same_event_always_gets_the_same_message_id(renderer: Renderer) -> N
     first = renderer.email(Kind.ORDER_CONFIRMATION, order, ALICE, now=NOW)
     again = renderer.email(Kind.ORDER_CONFIRMATION, order, ALICE, now=NOW + timedelta(hours=1))
     assert first["Message-ID"] == again["Message-ID"]
+
+
+# -- the buyer's language and the venue's clock ---------------------------------------------
+
+
+def test_the_payment_method_is_named_in_the_buyers_language(renderer: Renderer) -> None:
+    chinese = sent_and_received(renderer.email(Kind.E_TICKETS, paid(), ALICE, now=NOW))
+    assert "支付方式：支付宝" in text_of(chinese, "plain")
+    assert "支付方式：支付宝" in text_of(chinese, "html")
+
+    bob = Envelope("evt-2", None, "Bob Smith", "bob@example.com", language="en")
+    english = sent_and_received(renderer.email(Kind.E_TICKETS, paid(), bob, now=NOW))
+    assert "Payment method: Alipay" in text_of(english, "plain")
+    assert english["Subject"].startswith("[Marquee] Your e-tickets: ")
+    assert "Dear Bob Smith," in text_of(english, "plain")
+    assert "Dear Bob Smith," in text_of(english, "html")
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_message_exists_in_english_with_no_chinese_but_the_shows_own_names(
+    renderer: Renderer, kind: Kind
+) -> None:
+    event = {
+        Kind.ORDER_CONFIRMATION: OrderCreated(**summary(), expires_at=NOW),
+        Kind.E_TICKETS: paid(),
+        Kind.ORDER_CANCELLED: OrderCancelled(**summary(), cancelled_at=NOW, reason="timeout"),
+        Kind.ORDER_REFUNDED: OrderRefunded(
+            **summary(), refunded_at=NOW, refund_amount=Decimal("2560")
+        ),
+    }[kind]
+    bob = Envelope("evt-2", None, "Bob", "bob@example.com", language="en")
+    message = sent_and_received(renderer.email(kind, event, bob, now=NOW))
+    sms = renderer.sms(kind, event, Envelope("evt-2", None, "", "+447700900000", language="en"))
+    names = ("周杰伦 2026 世界巡回演唱会", "上海体育场", "VIP A区")
+    for text in (text_of(message, "plain"), text_of(message, "html"), sms.text):
+        for name in names:
+            text = text.replace(name, "")
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in text), text
+
+
+def test_times_are_on_the_venues_clock_with_its_offset(renderer: Renderer) -> None:
+    in_london = Envelope("evt-3", None, "Bob", "bob@example.com", "en", "Europe/London")
+    text = text_of(renderer.email(Kind.E_TICKETS, paid(), in_london, now=NOW), "plain")
+    assert "Session: 2026-08-15 12:30 (UTC+01:00)" in text
+    shanghai = text_of(renderer.email(Kind.E_TICKETS, paid(), ALICE, now=NOW), "plain")
+    assert "场次：2026-08-15 19:30 (UTC+08:00)" in shanghai

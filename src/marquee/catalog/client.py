@@ -36,6 +36,7 @@ class Availability(BaseModel):
     sold: int
     available: int
     per_user_limit: int
+    timezone: str = "Asia/Shanghai"  # the venue's; the default answers for older Catalogs
 
 
 class Reservation(BaseModel):

@@ -693,6 +693,7 @@ class CatalogService:
             sold=stock.sold,
             available=stock.available,
             per_user_limit=ctx.session.per_user_limit,
+            timezone=ctx.venue.timezone,
         )
 
     async def reserve(

@@ -8,7 +8,7 @@ import math
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from starlette.responses import Response
 
 from marquee.identity.client import Profile
@@ -27,6 +27,7 @@ from marquee.identity.domain import (
     TooManyAttemptsError,
     UserNotFoundError,
     WeakPasswordError,
+    locale_from_accept_language,
 )
 from marquee.identity.schemas import (
     LoginRequest,
@@ -114,10 +115,20 @@ def _tokens(pair: TokenPair) -> TokenResponse:
 
 
 @router.post("/auth/register", status_code=201, tags=["auth"], responses=errors(409, 422))
-async def register(body: RegisterRequest, identity: Identity) -> TokenResponse:
-    """Open a customer account and sign it in."""
+async def register(
+    body: RegisterRequest,
+    identity: Identity,
+    accept_language: Annotated[str | None, Header(max_length=1000)] = None,
+) -> TokenResponse:
+    """Open a customer account and sign it in. Its language (for emails) is the first of
+    the request's Accept-Language that Marquee writes in (Chinese or English), else zh-CN;
+    PATCH /users/me changes it."""
     cmd = NewAccount(
-        email=body.email, password=body.password, full_name=body.full_name, phone=body.phone
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        phone=body.phone,
+        locale=locale_from_accept_language(accept_language),
     )
     return _tokens(await identity.register(cmd))
 

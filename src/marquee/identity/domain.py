@@ -258,6 +258,36 @@ def normalise_locale(raw: str) -> str:
     return f"{language}-{region.upper()}"
 
 
+# The languages Marquee writes to people in, and the tag stored when a client names none.
+SUPPORTED_LANGUAGES: Final = frozenset({"zh", "en"})
+
+
+def locale_from_accept_language(header: str | None) -> str:
+    """The locale to keep for a new account from its ``Accept-Language`` header: the client's
+    most preferred tag (by ``q``, then order) whose language Marquee writes in, normalised
+    (``en-gb`` → ``en-GB``); ``DEFAULT_LOCALE`` when none is (or the header is absent)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate((header or "").split(",")[:32]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0 or not tag.strip():
+            continue
+        try:
+            locale = normalise_locale(tag)
+        except InvalidLocaleError:
+            continue
+        if locale.split("-", 1)[0] in SUPPORTED_LANGUAGES:
+            ranked.append((-quality, position, locale))
+    return min(ranked)[2] if ranked else DEFAULT_LOCALE
+
+
 # -- accounts -----------------------------------------------------------------------------
 
 

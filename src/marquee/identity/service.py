@@ -64,6 +64,7 @@ class NewAccount:
     full_name: str
     phone: str | None = None
     role: Role = "customer"
+    locale: str = DEFAULT_LOCALE  # the language to write to the person in
 
 
 class Unset(enum.Enum):
@@ -118,7 +119,7 @@ async def new_account(
         full_name=full_name,
         phone=phone,
         role=cmd.role,
-        locale=DEFAULT_LOCALE,
+        locale=normalise_locale(cmd.locale),
         created_at=now,
         updated_at=now,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from marquee.catalog.client import CatalogClient
 from marquee.identity.client import IdentityClient
 from marquee.notification import repository
 from marquee.notification.api import router
@@ -60,6 +61,7 @@ def create_app(kernel: Kernel, *, config: NotificationConfig | None = None) -> F
                 mail_from=cfg.mail_from, public_url=cfg.public_url, timezone=cfg.timezone
             ),
             identity=IdentityClient(kernel.transport("identity")),
+            catalog=CatalogClient(kernel.transport("catalog")),
             mailer=mailer,
             sms=sms,
             config=cfg,

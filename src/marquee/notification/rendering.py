@@ -1,4 +1,5 @@
-"""Messages rendered from the Jinja2 templates under ``templates/``: emails and SMS texts.
+"""Messages rendered from the Jinja2 templates under ``templates/<language>/``: emails and SMS
+texts, in the buyer's language (``zh``, or ``en`` for every other), times on the venue's clock.
 
 Emails are ``email.message.EmailMessage`` objects under the ``SMTP`` policy (CRLF, RFC 2047
 encoded words for non-ASCII headers such as a Chinese subject or display name), with a plain
@@ -21,13 +22,35 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import segno
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
 
 from marquee.booking.events import OrderPaid
 from marquee.notification.domain import Channel, Kind, OrderEvent
 
 TEMPLATES = Path(__file__).parent / "templates"
 CURRENCY_SYMBOLS = {"CNY": "¥", "RMB": "¥", "USD": "$", "EUR": "€", "HKD": "HK$"}
+LANGUAGES = ("zh", "en")
+DEFAULT_LANGUAGE = "zh"
+PAYMENT_METHODS: dict[str, dict[str, str]] = {
+    "zh": {"alipay": "支付宝", "wechat_pay": "微信支付", "card": "银行卡"},
+    "en": {"alipay": "Alipay", "wechat_pay": "WeChat Pay", "card": "Card"},
+}
+
+
+def language_of(locale: str | None) -> str:
+    """The template language for a buyer's locale: ``zh`` for any Chinese, else ``en``; no
+    locale at all (an unknown buyer) is the default, ``zh``."""
+    if not locale:
+        return DEFAULT_LANGUAGE
+    primary = locale.replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in LANGUAGES else "en"
 
 
 def qr_png(payload: str, *, scale: int = 6) -> bytes:
@@ -62,12 +85,15 @@ class SmsText:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What a rendered message needs besides the order: who, and the tracing identifiers."""
+    """What a rendered message needs besides the order: who (and in which language), the
+    venue's time zone, and the tracing identifiers."""
 
     event_id: str
     request_id: str | None
     recipient_name: str
     recipient: str
+    language: str = DEFAULT_LANGUAGE
+    timezone: str | None = None  # the venue's IANA zone; None: the renderer's default
 
 
 class Renderer:
@@ -85,8 +111,11 @@ class Renderer:
         self.domain = parseaddr(mail_from)[1].rpartition("@")[2] or "marquee.local"
         self.public_url = public_url.rstrip("/")
         self.zone = load_zone(timezone)
-        self._env = Environment(
-            loader=FileSystemLoader(templates),
+        self._envs = {language: self._environment(templates / language) for language in LANGUAGES}
+
+    def _environment(self, folder: Path) -> Environment:
+        env = Environment(
+            loader=FileSystemLoader(folder),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             undefined=StrictUndefined,
             # Included snippets keep their last newline; trim_blocks eats the one after the tag.
@@ -94,12 +123,15 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self._env.filters["when"] = self._when
-        self._env.filters["when_short"] = self._when_short
-        self._env.filters["money"] = money
+        env.filters["when"] = self._when
+        env.filters["when_short"] = self._when_short
+        env.filters["money"] = money
+        methods = PAYMENT_METHODS[folder.name]
+        env.filters["payment_method"] = lambda method: methods.get(method, method)
+        return env
 
-    def subject(self, kind: Kind, order: OrderEvent) -> str:
-        text = self._render(f"{kind.value}.subject.txt", order=order)
+    def subject(self, kind: Kind, order: OrderEvent, envelope: Envelope | None = None) -> str:
+        text = self._render(f"{kind.value}.subject.txt", envelope, order=order)
         # A header is one line whatever the template's whitespace.
         return " ".join(text.split())
 
@@ -121,7 +153,7 @@ class Renderer:
             "event_id": envelope.event_id,
             "tickets": tickets,
         }
-        subject = self.subject(kind, order)
+        subject = self.subject(kind, order, envelope)
         message = EmailMessage(policy=policy.SMTP)
         message["Subject"] = subject
         message["From"] = self.mail_from
@@ -134,9 +166,9 @@ class Renderer:
         message["X-Marquee-Order-ID"] = order.order_id
         message["Auto-Submitted"] = "auto-generated"
         # base64 keeps Chinese bodies intact through any relay, 8BITMIME or not.
-        message.set_content(self._render(f"{kind.value}.txt", **context), cte="base64")
+        message.set_content(self._render(f"{kind.value}.txt", envelope, **context), cte="base64")
         message.add_alternative(
-            self._render(f"{kind.value}.html", subject=subject, **context),
+            self._render(f"{kind.value}.html", envelope, subject=subject, **context),
             subtype="html",
             cte="base64",
         )
@@ -155,7 +187,7 @@ class Renderer:
         return message
 
     def sms(self, kind: Kind, order: OrderEvent, envelope: Envelope) -> SmsText:
-        text = " ".join(self._render(f"{kind.value}.sms.txt", order=order).split())
+        text = " ".join(self._render(f"{kind.value}.sms.txt", envelope, order=order).split())
         return SmsText(
             to=envelope.recipient,
             text=text,
@@ -180,17 +212,25 @@ class Renderer:
     def _absolute(self, url: str) -> str:
         return f"{self.public_url}{url}" if url.startswith("/") else url
 
-    def _render(self, template: str, /, **context: Any) -> str:
-        return self._env.get_template(template).render(**context).strip() + "\n"
+    def _render(self, template: str, envelope: Envelope | None, /, **context: Any) -> str:
+        language = envelope.language if envelope is not None else DEFAULT_LANGUAGE
+        env = self._envs.get(language, self._envs[DEFAULT_LANGUAGE])
+        zone = self.zone
+        if envelope is not None and envelope.timezone:
+            zone = load_zone(envelope.timezone)
+        return env.get_template(template).render(zone=zone, **context).strip() + "\n"
 
-    def _when(self, moment: datetime) -> str:
-        local = _aware(moment).astimezone(self.zone)
+    @pass_context
+    def _when(self, context: Context, moment: datetime) -> str:
+        """A moment on the venue's clock, the zone named: ``2026-08-15 19:30 (UTC+08:00)``."""
+        local = _aware(moment).astimezone(context["zone"])
         offset = local.strftime("%z")
         label = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
         return f"{local:%Y-%m-%d %H:%M} ({label})"
 
-    def _when_short(self, moment: datetime) -> str:
-        return f"{_aware(moment).astimezone(self.zone):%m-%d %H:%M}"
+    @pass_context
+    def _when_short(self, context: Context, moment: datetime) -> str:
+        return f"{_aware(moment).astimezone(context['zone']):%m-%d %H:%M}"
 
 
 def recipient_address(name: str, address: str) -> Address:

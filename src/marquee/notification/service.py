@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from marquee.catalog.client import CatalogClient
 from marquee.identity.client import IdentityClient, Profile
 from marquee.notification import repository
 from marquee.notification.config import NotificationConfig
@@ -43,7 +44,7 @@ from marquee.notification.domain import (
     parse_payload,
 )
 from marquee.notification.mailers import Mailer
-from marquee.notification.rendering import Envelope, Renderer
+from marquee.notification.rendering import Envelope, Renderer, language_of
 from marquee.notification.repository import ClaimedDelivery
 from marquee.notification.sms import SmsSender
 from marquee.platform.broker import Event
@@ -78,6 +79,7 @@ class Notifier:
         *,
         renderer: Renderer,
         identity: IdentityClient,
+        catalog: CatalogClient | None = None,
         mailer: Mailer,
         sms: SmsSender,
         config: NotificationConfig,
@@ -87,6 +89,7 @@ class Notifier:
         self.engine = engine
         self.renderer = renderer
         self.identity = identity
+        self.catalog = catalog
         self.mailer = mailer
         self.sms = sms
         self.config = config
@@ -199,7 +202,12 @@ class Notifier:
             if profile.phone:
                 await self._add_sms(item, order, profile.phone)
             envelope = Envelope(
-                item.delivery.event_id, item.request_id, profile.full_name, profile.email
+                item.delivery.event_id,
+                item.request_id,
+                profile.full_name,
+                profile.email,
+                language=language_of(profile.locale),
+                timezone=await self._venue_zone(order),
             )
             try:
                 message = self.renderer.email(delivery.kind, order, envelope, now=self.clock())
@@ -232,6 +240,17 @@ class Notifier:
         worker takes the delivery while this one may still be sending it. Only the hand-over:
         cancelling a database call half-way could leave its connection in limbo."""
         return asyncio.timeout(self.config.lease_seconds / 3)
+
+    async def _venue_zone(self, order: OrderEvent) -> str | None:
+        """The venue's time zone, from Catalog; None (the configured zone) when it cannot say:
+        a message with times in a named zone beats no message."""
+        if self.catalog is None:
+            return None
+        try:
+            return (await self.catalog.check_availability(order.session_id, order.area_id)).timezone
+        except Exception as exc:
+            log.warning("Venue time zone unknown for order=%s: %s", order.order_id, exc)
+            return None
 
     async def _profile(self, user_id: str) -> Profile:
         try:
