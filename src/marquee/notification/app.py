@@ -40,6 +40,16 @@ MAX_DELIVER = 1000
 log = logging.getLogger("marquee.notification")
 
 
+def _catalog(kernel: Kernel) -> CatalogClient | None:
+    """Catalog, for venues' time zones; without its address, times are in the configured zone
+    (MARQUEE_NOTIFICATION_TIMEZONE)."""
+    try:
+        return CatalogClient(kernel.transport("catalog"))
+    except StartupError:
+        log.warning("No Catalog address: email times are in the configured time zone")
+        return None
+
+
 def create_app(kernel: Kernel, *, config: NotificationConfig | None = None) -> FastAPI:
     """The notification service. ``config`` defaults to the one read from the kernel's
     settings; tests pass their own (short retry delays, an SMTP server of their own)."""
@@ -61,7 +71,7 @@ def create_app(kernel: Kernel, *, config: NotificationConfig | None = None) -> F
                 mail_from=cfg.mail_from, public_url=cfg.public_url, timezone=cfg.timezone
             ),
             identity=IdentityClient(kernel.transport("identity")),
-            catalog=CatalogClient(kernel.transport("catalog")),
+            catalog=_catalog(kernel),
             mailer=mailer,
             sms=sms,
             config=cfg,
