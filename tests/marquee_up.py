@@ -15,6 +15,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,16 @@ def start(tmp: Path, **env_extra: str) -> Server:
     stop(server)
     tail = log.read_text(errors="replace")[-3000:]
     pytest.fail(f"marquee up did not become ready:\n{tail}", pytrace=False)
+
+
+@contextmanager
+def running(tmp: Path, **env_extra: str) -> Iterator[Server]:
+    """``start`` then, whatever happens, ``stop``."""
+    server = start(tmp, **env_extra)
+    try:
+        yield server
+    finally:
+        stop(server)
 
 
 def stop(server: Server) -> None:

@@ -25,8 +25,7 @@ from tests.marquee_up import (
     Scene,
     Server,
     free_port,
-    start,
-    stop,
+    running,
 )
 
 __all__ = [
@@ -91,25 +90,23 @@ def playwright_expect() -> Any:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``marquee up`` with demo data and limits high enough for tests that are not about them."""
-    running = start(
+    with running(
         tmp_path_factory.mktemp("marquee-web"),
         MARQUEE_RATE_LIMIT_PER_SECOND="1000",
         MARQUEE_RATE_LIMIT_BURST="1000",
-    )
-    yield running
-    stop(running)
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``marquee up`` allowing each client one request per ten seconds, in bursts of two."""
-    running = start(
+    with running(
         tmp_path_factory.mktemp("marquee-web-limited"),
         MARQUEE_RATE_LIMIT_PER_SECOND="0.1",
         MARQUEE_RATE_LIMIT_BURST="2",
-    )
-    yield running
-    stop(running)
+    ) as server:
+        yield server
 
 
 # -- the browser ---------------------------------------------------------------------------

@@ -9,21 +9,22 @@ from tests.browser.conftest import BUYER_PASSWORD, Server, playwright_expect
 expect = playwright_expect()
 
 
-def sign_in(page: Any, server: Server, email: str, password: str = BUYER_PASSWORD) -> None:
-    page.goto(server.url("/login"))
-    page.get_by_label("邮箱").fill(email)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("button", name="退出")).to_be_visible()
+# The sign-in form's words: email, password, log in, log out.
+_SIGN_IN_WORDS = {
+    "zh": ("邮箱", "密码", "登录", "退出"),
+    "en": ("Email", "Password", "Log in", "Log out"),
+}
 
 
-def sign_in_en(page: Any, server: Server, email: str, password: str = BUYER_PASSWORD) -> None:
-    """``sign_in`` on a page in English."""
+def sign_in(
+    page: Any, server: Server, email: str, password: str = BUYER_PASSWORD, language: str = "zh"
+) -> None:
+    email_label, password_label, log_in, log_out = _SIGN_IN_WORDS[language]
     page.goto(server.url("/login"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    page.get_by_label(email_label).fill(email)
+    page.get_by_label(password_label).fill(password)
+    page.get_by_role("button", name=log_in).click()
+    expect(page.get_by_role("button", name=log_out)).to_be_visible()
 
 
 def loaded_images(page: Any, selector: str) -> list[int]:

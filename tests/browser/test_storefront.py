@@ -19,7 +19,6 @@ from tests.browser.pages import (
     loaded_images,
     low_contrast,
     sign_in,
-    sign_in_en,
     unlabelled_controls,
 )
 
@@ -427,7 +426,7 @@ def test_session_times_are_the_venues_clock_with_its_zone_wherever_the_buyer_is(
     email, token = server.new_buyer()
     placed = server.order(token, scene.session_id, scene.area_id, 1)
     page = new_page("en-GB")  # a browser in London
-    sign_in_en(page, server, email)
+    sign_in(page, server, email, language="en")
 
     page.goto(server.url(f"/shows/{scene.show_id}"))
     choice = page.locator("label.choice").first

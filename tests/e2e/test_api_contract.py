@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.marquee_up import BUYER_PASSWORD, Server, start, stop
+from tests.marquee_up import BUYER_PASSWORD, Server, running
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = "20261201"
@@ -27,13 +27,12 @@ EXAMPLES = "5"
 
 @pytest.fixture(scope="module")
 def marquee(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start(
+    with running(
         tmp_path_factory.mktemp("contract"),
         MARQUEE_RATE_LIMIT_PER_SECOND="100000",
         MARQUEE_RATE_LIMIT_BURST="100000",
-    )
-    yield running
-    stop(running)
+    ) as server:
+        yield server
 
 
 def schemathesis(server: Server, token: str, tmp_path: Path) -> None:

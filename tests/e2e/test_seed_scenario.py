@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests import servers
-from tests.marquee_up import Server, start, stop
+from tests.marquee_up import Server, running
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -26,9 +26,8 @@ def marquee(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         if servers.services_required():
             pytest.fail("curl is not installed (MARQUEE_REQUIRE_SERVICES is set)")
         pytest.skip("curl is not installed")
-    running = start(tmp_path_factory.mktemp("seed"))
-    yield running
-    stop(running)
+    with running(tmp_path_factory.mktemp("seed")) as server:
+        yield server
 
 
 def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
