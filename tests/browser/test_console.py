@@ -74,7 +74,9 @@ def test_an_organiser_creates_a_show_sells_it_and_approves_a_buyers_refund(
     session_form.get_by_role("button", name="Create session").click()
     # 19:30 at the venue, whatever the organiser's own time zone (London here).
     session = admin.locator("section.session")
-    expect(session.get_by_role("heading", level=3)).to_contain_text("2031-05-01 19:30")
+    expect(session.get_by_role("heading", level=3)).to_contain_text(
+        "2031-05-01 19:30 (Asia/Shanghai)"
+    )
     expect(session).to_contain_text("No seat areas yet.")
 
     area_form = form_named(admin, "New seat area")

@@ -2,7 +2,7 @@
 // live per-area sales; refund review; ticket check-in. Everything through the public admin API.
 
 import * as api from './api.js';
-import { clock, dateTime, money, sessionTime, t, tOr } from './i18n.js';
+import { clock, dateTime, money, t, tOr } from './i18n.js';
 import { announce, badge, busy, field, h, messageBox, pager, poll } from './ui.js';
 
 const LIVE_SECONDS = 5;
@@ -528,7 +528,8 @@ export async function show(ctx, showId) {
     return h(
       'section',
       { class: 'panel session', 'data-session': session.session_id },
-      h('h3', {}, sessionTime(session.starts_at, timezone), ' ', onSale),
+      // The venue's clock, as the API gives it, and the zone it is in.
+      h('h3', {}, session.date, ` (${timezone}) `, onSale),
       h('p', { class: 'hint' }, t('console.per_user_limit'), ': ', String(session.per_user_limit)),
       holder,
       newAreaForm(ctx, session),
