@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -77,30 +78,30 @@ def percent_encode_high_bytes(data: bytes) -> bytes:
     return b"".join(b"%%%02X" % byte if byte >= 0x80 else bytes((byte,)) for byte in data)
 
 
+_HIGH_RUN = re.compile(rb"[\x80-\xff]+")
+
+
+def _ascii_pieces(data: bytes) -> Iterator[bytes]:
+    """ASCII ``data`` as at most two pieces: up to its last line feed, and the rest."""
+    cut = data.rfind(b"\n") + 1
+    if 0 < cut < len(data):
+        yield data[:cut]
+        yield data[cut:]
+    elif data:
+        yield data
+
+
 def pieces(data: bytes) -> Iterator[tuple[bytes, bool]]:
     """``data`` cut as the module docstring explains: ``(piece, is_non_ascii_run)`` pairs, each
     piece ending with a line feed or holding none, each non-ASCII run on its own."""
     start = 0
-    size = len(data)
-    while start < size:
-        if data[start] >= 0x80:
-            end = start + 1
-            while end < size and data[end] >= 0x80:
-                end += 1
-            yield data[start:end], True
-            start = end
-            continue
-        end = start
-        while end < size and data[end] < 0x80:
-            end += 1
-        ascii_run = data[start:end]
-        last_newline = ascii_run.rfind(b"\n")
-        if 0 <= last_newline < len(ascii_run) - 1:
-            yield ascii_run[: last_newline + 1], False
-            yield ascii_run[last_newline + 1 :], False
-        else:
-            yield ascii_run, False
-        start = end
+    for run in _HIGH_RUN.finditer(data):
+        for piece in _ascii_pieces(data[start : run.start()]):
+            yield piece, False
+        yield run.group(), True
+        start = run.end()
+    for piece in _ascii_pieces(data[start:]):
+        yield piece, False
 
 
 def problem_bytes(
@@ -172,8 +173,9 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         try:
-            if data.isascii() and data.endswith(b"\n"):
-                self._feed(data)
+            if data.isascii():
+                for piece in _ascii_pieces(data):
+                    self._feed(piece)
             else:
                 for piece, non_ascii in pieces(data):
                     if non_ascii and self._line != _PAST_LINE:
