@@ -174,8 +174,13 @@ class HttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         try:
             if data.isascii():
-                for piece in _ascii_pieces(data):
-                    self._feed(piece)
+                # The common case, inline: at most two parser calls, no per-byte work.
+                cut = data.rfind(b"\n") + 1
+                if 0 < cut < len(data):
+                    self._feed(data[:cut])
+                    self._feed(data[cut:])
+                else:
+                    self._feed(data)
             else:
                 for piece, non_ascii in pieces(data):
                     if non_ascii and self._line != _PAST_LINE:
@@ -208,8 +213,11 @@ class HttpProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._header_bytes = 0
 
+    # on_url and on_header do uvicorn's work themselves (no super() call): they run for every
+    # request, the second once per header line.
+
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url
         if len(self.url) > self.max_target_bytes:
             self._stop(
                 414,
@@ -218,7 +226,10 @@ class HttpProtocol(HttpToolsProtocol):
             )
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.max_header_bytes:
             self._stop(
