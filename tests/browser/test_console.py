@@ -237,3 +237,23 @@ def test_an_organiser_rejects_a_refund_with_a_note_and_the_buyer_sees_why(
     buyer.get_by_role("button", name="申请退款").click()
     expect(buyer.get_by_text("退款申请已提交，等待主办方审核。")).to_be_visible()
     expect(buyer.locator(".refund-state").last).to_contain_text("退款申请审核中")
+
+
+def test_refunding_a_used_ticket_takes_the_organisers_second_explicit_click(
+    new_page: Any, server: Server
+) -> None:
+    scene = server.on_sale_show(capacity=4)
+    _, token = server.new_buyer("Early Bird")
+    placed = server.order(token, scene.session_id, scene.area_id, 1)
+    paid = server.pay(token, placed["order_id"])
+    server.admin("POST", "/api/v1/admin/checkins", {"payload": paid["tickets"][0]["qr_payload"]})
+    server.call("POST", f"/api/v1/orders/{placed['order_id']}/refund-requests", {}, token)
+
+    admin = new_page("en-US")
+    sign_in_organiser(admin, server, "/console/refunds")
+    request = admin.get_by_role("row", name=re.compile(placed["order_id"]))
+    request.get_by_role("button", name="Approve refund").click()
+    expect(request).to_contain_text("1 ticket(s) of this order were already used at the gate")
+    anyway = request.get_by_role("button", name="Refund anyway (the seats go back on sale)")
+    anyway.click()
+    expect(request).to_contain_text("Approved: the order is refunded.")
