@@ -889,7 +889,9 @@ export async function order(ctx, orderId) {
           });
           let state = tOr(`order.ticket.${ticket.status}`, ticket.status);
           if (ticket.checked_in_at) {
-            state = t('order.ticket.checked_in', { time: dateTime(ticket.checked_in_at) });
+            state = t('order.ticket.checked_in', {
+              time: sessionTime(ticket.checked_in_at, zone),
+            });
           }
           return h(
             'li',
