@@ -174,3 +174,23 @@ async def test_a_connection_that_sends_a_whole_request_is_not_timed_out(
         # Longer than either read timeout: idle between requests is the keep-alive's business.
         await asyncio.sleep(TIMEOUT * 3)
     writer.close()
+
+
+async def test_a_header_line_that_never_ends_is_cut_off_at_the_limit(
+    server: tuple[int, App],
+) -> None:
+    port, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+    chunk = b"v" * 4096
+    async with asyncio.timeout(WAIT):
+        # Keep sending until the server has had enough, says so and ends its side.
+        answer = asyncio.create_task(reader.read())
+        while not answer.done():
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        raw = await answer
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert_problem(head, orjson.loads(body), 431, "headers_too_large")

@@ -26,6 +26,7 @@ class FakeTransport:
     def __init__(self) -> None:
         self.written = bytearray()
         self.closed = False
+        self.ended = False  # write_eof: nothing more will be written
         self.paused = False
 
     def write(self, data: bytes) -> None:
@@ -33,6 +34,12 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.ended = True
 
     def is_closing(self) -> bool:
         return self.closed
@@ -178,7 +185,7 @@ def test_a_request_the_parser_refuses_is_answered_with_problem_details() -> None
     problem = orjson.loads(body)
     assert problem["code"] == "bad_request"
     assert f"x-request-id: {problem['request_id']}".encode() in head
-    assert transport.closed
+    assert transport.ended
 
 
 def test_percent_encoding_touches_only_bytes_above_ascii() -> None:

@@ -51,6 +51,9 @@ BODY_TIMEOUT_SECONDS = 30.0
 # (a request target of 8 KiB is the common recommendation), far below what hurts a server.
 MAX_TARGET_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+# After a refusal, how long to go on reading (and dropping) what the client still sends, so
+# that closing does not reset the connection before the client has read the answer.
+LINGER_SECONDS = 2.0
 
 # Where the parser is in the current message, as far as request lines are concerned.
 _AWAITING = 0  # between messages: the next non-newline byte begins a request line
@@ -156,6 +159,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._timer_phase = _IDLE
         self._header_bytes = 0
         self._refused: _Refused | None = None
+        self._lingering = False
 
     # -- feeding the parser --------------------------------------------------------------
 
@@ -171,7 +175,10 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         self._unset_keepalive_if_required()
+        was = self._phase
         try:
             if data.isascii():
                 # The common case, inline: at most two parser calls, no per-byte work.
@@ -198,6 +205,19 @@ class HttpProtocol(HttpToolsProtocol):
             )
             self._refuse(refused)
             return
+        if was == _HEAD and self._phase == _HEAD:
+            # A head still coming: the parser only reports a header once it is whole, so a
+            # line without end is counted here, as it arrives.
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes + self.max_target_bytes:
+                self._refuse(
+                    _Refused(
+                        431,
+                        "headers_too_large",
+                        f"The request's headers are larger than {self.max_header_bytes} bytes.",
+                    )
+                )
+                return
         self._watch_phase()
 
     def _feed(self, piece: bytes) -> None:
@@ -301,7 +321,16 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.write(
             problem_bytes(refused.status, refused.code, refused.detail, request_id)
         )
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """End the connection after a refusal without losing the refusal: no more writing,
+        what still arrives is dropped, and the connection closes a little later (a close with
+        unread data in the socket would be a reset, and the answer could be lost with it)."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's own path for what it refuses; answered like the rest.
